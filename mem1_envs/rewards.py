@@ -1,0 +1,366 @@
+"""QA reward kernels: SQuAD/HotpotQA exact match and token F1, one pair at a time or in bulk.
+
+The definitions are those of the SQuAD v1.1 and HotpotQA evaluation scripts, which MEM1 uses:
+
+* ``normalize_answer``: lower-case, remove ``string.punctuation``, remove the articles
+  a/an/the as whole words (``re.sub(r"\\b(a|an|the)\\b", " ", s)``), collapse white space.
+* ``exact_match``: 1.0 when the normalised prediction equals a normalised gold alias.
+* ``f1_score``: harmonic mean of token precision and recall over whitespace tokens with
+  multiset (``Counter``) overlap. HotpotQA's rule: if either normalised side is ``yes``,
+  ``no`` or ``noanswer`` and the two differ, F1 is 0. Two empty strings have F1 0 (no
+  common token) but EM 1.
+* Several gold aliases: the maximum over them. No gold alias at all: 0 for both.
+
+``batch_em_f1`` scores many pairs at once: every distinct string is normalised once (all of
+them in one pass of ``str.lower``/``str.translate``/``re.sub``, which is where the time goes),
+tokens become integer ids, and a numba kernel scores every pair (``prange`` over pairs for big
+batches). ``batch_em_f1_python`` is the plain-Python twin built literally on the reference
+definitions; the tests require the two to agree exactly, bit for bit.
+
+>>> normalize_answer("The  Eiffel-Tower!")
+'eiffeltower'
+>>> exact_match("the Eiffel Tower", ["Eiffel Tower", "Tour Eiffel"])
+1.0
+>>> round(f1_score("Eiffel Tower in Paris", ["the Eiffel Tower"]), 4)
+0.6667
+>>> f1_score("no", ["yes"]), f1_score("yes no", ["no"])
+(0.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "batch_em_f1",
+    "batch_em_f1_python",
+    "exact_match",
+    "f1_score",
+    "normalize_answer",
+    "score_answers",
+]
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+# str.translate deletes exactly the characters that the reference's
+# "".join(ch for ch in text if ch not in exclude) drops, in one C loop.
+_DELETE_PUNCTUATION = {ord(ch): None for ch in string.punctuation}
+# Answers that HotpotQA treats as a class label rather than a span (F1 is 0 unless equal).
+_SPECIAL = ("yes", "no", "noanswer")
+# Joins distinct strings for one bulk normalisation. It must behave like a string boundary
+# at every stage: not cased and not case-ignorable (so str.lower's final-sigma rule cannot
+# look across it), not punctuation, not a word character (so \b sees a boundary) and not
+# white space. Strings that contain it are normalised one by one instead.
+_SEPARATOR = "\x00"
+# Batches at least this big use the parallel kernel; smaller ones (an env step scores at
+# most a few dozen answers) use the serial kernel, which starts no threads.
+PARALLEL_MIN_PAIRS = 4096
+
+
+def _check_str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _aliases(golds: Sequence[str] | str, what: str = "golds") -> list[str]:
+    """The gold aliases as a list; a bare string counts as one alias."""
+    if isinstance(golds, str):
+        return [golds]
+    if not isinstance(golds, Sequence | set | frozenset):
+        raise TypeError(f"{what} must be a sequence of str, got {type(golds).__name__}: {golds!r}")
+    out = list(golds)
+    for gold in out:
+        _check_str(gold, f"every gold alias in {what}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference definitions (the oracle), written as in the SQuAD/HotpotQA scripts.
+# ----------------------------------------------------------------------------------------------
+
+
+def _normalize_reference(s: str) -> str:
+    """SQuAD v1.1 ``normalize_answer``, verbatim in behaviour."""
+    text = s.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _em_reference(prediction: str, ground_truth: str) -> float:
+    return float(_normalize_reference(prediction) == _normalize_reference(ground_truth))
+
+
+def _f1_reference(prediction: str, ground_truth: str) -> float:
+    """HotpotQA ``f1_score`` (the F1 part of its returned triple)."""
+    normalized_prediction = _normalize_reference(prediction)
+    normalized_ground_truth = _normalize_reference(ground_truth)
+    if normalized_prediction in _SPECIAL and normalized_prediction != normalized_ground_truth:
+        return 0.0
+    if normalized_ground_truth in _SPECIAL and normalized_prediction != normalized_ground_truth:
+        return 0.0
+    prediction_tokens = normalized_prediction.split()
+    ground_truth_tokens = normalized_ground_truth.split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def batch_em_f1_python(
+    preds: Sequence[str], golds_lists: Sequence[Sequence[str] | str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain-Python twin of :func:`batch_em_f1` (the test oracle): a loop over the reference code.
+
+    >>> em, f1 = batch_em_f1_python(["Paris", "", "yes"], [["paris"], [""], []])
+    >>> em.tolist(), f1.tolist()
+    ([1.0, 1.0, 0.0], [1.0, 0.0, 0.0])
+    """
+    _check_lengths(preds, golds_lists)
+    em = np.zeros(len(preds), dtype=np.float64)
+    f1 = np.zeros(len(preds), dtype=np.float64)
+    for i, (pred, golds) in enumerate(zip(preds, golds_lists, strict=True)):
+        _check_str(pred, f"preds[{i}]")
+        aliases = _aliases(golds, f"golds_lists[{i}]")
+        if aliases:
+            em[i] = max(_em_reference(pred, gold) for gold in aliases)
+            f1[i] = max(_f1_reference(pred, gold) for gold in aliases)
+    return em, f1
+
+
+# ----------------------------------------------------------------------------------------------
+# The public scalar functions (fast normalisation, same results as the reference).
+# ----------------------------------------------------------------------------------------------
+
+
+def normalize_answer(s: str) -> str:
+    """Lower-case, drop punctuation, drop whole-word articles, collapse white space.
+
+    >>> normalize_answer("  A Tale of Two   Cities. ")
+    'tale of two cities'
+    >>> normalize_answer("Theatre, an 'Apple' & the end")
+    'theatre apple end'
+    """
+    text = _check_str(s, "normalize_answer's argument").lower().translate(_DELETE_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(pred: str, golds: Sequence[str] | str) -> float:
+    """1.0 if the normalised prediction equals any normalised gold alias, else 0.0.
+
+    >>> exact_match("The Beatles", ["beatles", "the fab four"])
+    1.0
+    >>> exact_match("Beatles", [])
+    0.0
+    """
+    norm_pred = normalize_answer(pred)
+    return max((float(norm_pred == normalize_answer(g)) for g in _aliases(golds)), default=0.0)
+
+
+def _f1_tokens(pred_norm: str, gold_norm: str) -> float:
+    if pred_norm != gold_norm and (pred_norm in _SPECIAL or gold_norm in _SPECIAL):
+        return 0.0
+    pred_tokens = pred_norm.split()
+    gold_tokens = gold_norm.split()
+    num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(pred_tokens)
+    recall = 1.0 * num_same / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def f1_score(pred: str, golds: Sequence[str] | str) -> float:
+    """Token F1 (SQuAD, with HotpotQA's yes/no/noanswer rule), the maximum over gold aliases.
+
+    >>> f1_score("Barack Obama", ["Obama"])
+    0.6666666666666666
+    >>> f1_score("", [""])  # no common token, although EM is 1
+    0.0
+    """
+    norm_pred = normalize_answer(pred)
+    return max((_f1_tokens(norm_pred, normalize_answer(g)) for g in _aliases(golds)), default=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The numba kernel.
+# ----------------------------------------------------------------------------------------------
+
+# Token ids 0, 1, 2 are reserved for the special answers so the kernel can spot them.
+_N_SPECIAL = len(_SPECIAL)
+
+
+@njit(cache=True)
+def _sort_segments(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each string's token ids sorted (for the multiset intersection)."""
+    out = tokens.copy()
+    for s in range(offsets.shape[0] - 1):
+        out[offsets[s] : offsets[s + 1]] = np.sort(tokens[offsets[s] : offsets[s + 1]])
+    return out
+
+
+@njit(cache=True)
+def _pair_scores(tokens, sorted_tokens, offsets, p, g):  # pragma: no cover - numba
+    """(em, f1) of distinct strings p (prediction) and g (gold), exactly as the reference."""
+    p0 = offsets[p]
+    lp = offsets[p + 1] - p0
+    g0 = offsets[g]
+    lg = offsets[g + 1] - g0
+    equal = lp == lg
+    if equal:
+        for k in range(lp):
+            if tokens[p0 + k] != tokens[g0 + k]:
+                equal = False
+                break
+    em = 1.0 if equal else 0.0
+    special = (lp == 1 and tokens[p0] < _N_SPECIAL) or (lg == 1 and tokens[g0] < _N_SPECIAL)
+    if special and not equal:
+        return em, 0.0
+    # Multiset intersection size of two sorted id lists = Counter(a) & Counter(b).
+    i = 0
+    j = 0
+    same = 0
+    while i < lp and j < lg:
+        a = sorted_tokens[p0 + i]
+        b = sorted_tokens[g0 + j]
+        if a == b:
+            same += 1
+            i += 1
+            j += 1
+        elif a < b:
+            i += 1
+        else:
+            j += 1
+    if same == 0:
+        return em, 0.0
+    precision = 1.0 * same / lp
+    recall = 1.0 * same / lg
+    return em, (2 * precision * recall) / (precision + recall)
+
+
+@njit(cache=True)
+def _score_serial(tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, em, f1):
+    for i in range(pred_ids.shape[0]):
+        best_em = 0.0
+        best_f1 = 0.0
+        for k in range(gold_offsets[i], gold_offsets[i + 1]):
+            e, f = _pair_scores(tokens, sorted_tokens, offsets, pred_ids[i], gold_ids[k])
+            best_em = max(best_em, e)
+            best_f1 = max(best_f1, f)
+        em[i] = best_em
+        f1[i] = best_f1
+
+
+@njit(cache=True, parallel=True)
+def _score_parallel(tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, em, f1):
+    for i in prange(pred_ids.shape[0]):
+        best_em = 0.0
+        best_f1 = 0.0
+        for k in range(gold_offsets[i], gold_offsets[i + 1]):
+            e, f = _pair_scores(tokens, sorted_tokens, offsets, pred_ids[i], gold_ids[k])
+            best_em = max(best_em, e)
+            best_f1 = max(best_f1, f)
+        em[i] = best_em
+        f1[i] = best_f1
+
+
+def _tokenize_many(strings: list[str]) -> list[list[str]]:
+    """``normalize_answer(s).split()`` for many strings, one call of each string method for all."""
+    if not strings:
+        return []
+    if any(_SEPARATOR in s for s in strings):  # rare: then normalise them one by one
+        return [normalize_answer(s).split() for s in strings]
+    text = _SEPARATOR.join(strings).lower().translate(_DELETE_PUNCTUATION)
+    return [piece.split() for piece in _ARTICLES.sub(" ", text).split(_SEPARATOR)]
+
+
+def _check_lengths(preds: Sequence[str], golds_lists: Sequence[Sequence[str] | str]) -> None:
+    if isinstance(preds, str) or isinstance(golds_lists, str):
+        raise TypeError("preds and golds_lists must be sequences, not a single str")
+    if len(preds) != len(golds_lists):
+        raise ValueError(
+            f"preds and golds_lists must have the same length, got {len(preds)} and {len(golds_lists)}"
+        )
+
+
+def batch_em_f1(
+    preds: Sequence[str], golds_lists: Sequence[Sequence[str] | str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """EM and F1 of every ``preds[i]`` against its aliases ``golds_lists[i]`` (float64 arrays).
+
+    Same results as :func:`exact_match` and :func:`f1_score` pair by pair (an empty alias list
+    scores 0), computed by a numba kernel.
+
+    >>> em, f1 = batch_em_f1(["Paris", "the city of Paris", "", "no"], [["paris"], ["Paris"], [""], []])
+    >>> em.tolist()
+    [1.0, 0.0, 1.0, 0.0]
+    >>> f1.tolist()
+    [1.0, 0.5, 0.0, 0.0]
+    """
+    _check_lengths(preds, golds_lists)
+    n = len(preds)
+    # Each distinct string gets an index and is normalised once.
+    index: dict[str, int] = {}
+    pred_ids = np.empty(n, dtype=np.int64)
+    gold_ids: list[int] = []
+    gold_offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        pred_ids[i] = index.setdefault(_check_str(preds[i], f"preds[{i}]"), len(index))
+        golds = golds_lists[i]
+        if isinstance(golds, str):
+            gold_ids.append(index.setdefault(golds, len(index)))
+        else:
+            for gold in _aliases(golds, f"golds_lists[{i}]"):
+                gold_ids.append(index.setdefault(gold, len(index)))
+        gold_offsets[i + 1] = len(gold_ids)
+    token_lists = _tokenize_many(list(index))
+    vocab: dict[str, int] = {word: k for k, word in enumerate(_SPECIAL)}
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = np.fromiter(
+        (vocab.setdefault(tok, len(vocab)) for toks in token_lists for tok in toks),
+        dtype=np.int64,
+        count=int(offsets[-1]),
+    )
+    sorted_tokens = _sort_segments(tokens, offsets)
+    em = np.zeros(n, dtype=np.float64)
+    f1 = np.zeros(n, dtype=np.float64)
+    kernel = _score_parallel if n >= PARALLEL_MIN_PAIRS else _score_serial
+    kernel(
+        tokens, sorted_tokens, offsets, pred_ids, np.asarray(gold_ids, dtype=np.int64), gold_offsets, em, f1
+    )
+    return em, f1
+
+
+def score_answers(
+    answers: Sequence[str], golds_per_question: Sequence[Sequence[str] | str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-objective EM and F1 of a multi-objective answer list, scored by position.
+
+    ``answers[j]`` is scored against ``golds_per_question[j]``; a missing answer scores 0 and
+    answers beyond the number of questions are ignored. The env sums or averages the result.
+
+    >>> em, f1 = score_answers(["Paris", "1912"], [["Paris"], ["1912", "in 1912"], ["Lyon"]])
+    >>> em.tolist(), f1.tolist()
+    ([1.0, 1.0, 0.0], [1.0, 1.0, 0.0])
+    """
+    if isinstance(answers, str) or isinstance(golds_per_question, str):
+        raise TypeError("answers and golds_per_question must be sequences, not a single str")
+    n = len(golds_per_question)
+    em = np.zeros(n, dtype=np.float64)
+    f1 = np.zeros(n, dtype=np.float64)
+    m = min(n, len(answers))
+    if m:
+        em[:m], f1[:m] = batch_em_f1(list(answers[:m]), list(golds_per_question[:m]))
+    return em, f1
