@@ -63,7 +63,9 @@ class BM25Engine:
         import bm25s
 
         if not (len(ids) == len(titles) == len(texts)):
-            raise ValueError(f"ids, titles and texts differ in length: {len(ids)}, {len(titles)}, {len(texts)}")
+            raise ValueError(
+                f"ids, titles and texts differ in length: {len(ids)}, {len(titles)}, {len(texts)}"
+            )
         if len(ids) == 0:
             raise ValueError("cannot build a search engine over 0 documents")
         retriever = bm25s.BM25(backend="numba")

@@ -1,0 +1,319 @@
+"""``MEM1-MultiQA-v0``: N questions in one episode, a local search engine, a bounded context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from mem1_envs import protocol as proto
+from mem1_envs.memory import ContextPolicy, Turn, make_token_counter, truncate_to_tokens
+from mem1_envs.qa.search import SearchEngine
+from mem1_envs.qa.sources import QASource, load_world_source
+from mem1_envs.qa.world import Question
+from mem1_envs.rewards import score_answers
+
+MAX_TEXT_LENGTH = 10_000_000  # observation/action Text spaces: far above any real context
+
+INSTRUCTIONS = (
+    "You will answer several questions by searching a knowledge source. Every turn, first write "
+    "your internal state between <{state}> and </{state}>: everything you still need from what you "
+    "know and what you just read, because older turns are removed from your context. Then either "
+    "search with <{search}> query </{search}>, and the results will come between <{obs}> and "
+    "</{obs}>, or give all answers at once, in question order, separated by semicolons: "
+    "<{answer}> answer 1; answer 2 </{answer}>."
+)
+
+
+@dataclass(frozen=True)
+class MultiQAConfig:
+    """Arguments of ``MEM1-MultiQA-v0`` (all keyword arguments of ``gym.make``)."""
+
+    num_objectives: int = 1
+    """How many questions one episode asks (the answer lists them in order, ``;``-separated)."""
+    max_turns: int | None = None
+    """Turn limit; None means ``2 * num_objectives + 2`` (one search per hop plus slack)."""
+    top_k: int = 3
+    """Documents returned per search (MEM1: 3)."""
+    protocol: str = "mem1"
+    """Tag set: ``"mem1"`` (<think>/<search>/<answer>/<information>) or ``"paper"`` (<IS>/<query>/...)."""
+    memory: str = "mem1"
+    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns) or ``"full"``."""
+    window: int = 3
+    """Turns kept by the ``window`` policy."""
+    max_context_tokens: int = 2048
+    """Token budget of the whole context under ``mem1`` (prompt included)."""
+    max_observation_tokens: int = 1000
+    """Cap on one observation's tokens (MEM1: 1000); longer document lists are cut."""
+    token_counter: Any = None
+    """None (the default regex counter), a callable ``str -> int`` or a tokenizer with ``encode``."""
+    reward_mode: str = "sum"
+    """``"sum"``: number of exactly matched answers (MEM1); ``"mean"``: that divided by N."""
+    invalid_action: str = "terminate"
+    """``"terminate"`` (MEM1: reward 0, episode over) or ``"penalize"`` (reward -penalty, go on)."""
+    invalid_penalty: float = 0.1
+    """Penalty of an invalid action under ``"penalize"``."""
+    world: str = "default"
+    """Generated world size: ``"default"`` (about 29,000 passages) or ``"small"``."""
+    world_seed: int = 0
+    """Seed of the generated world (the episode seed only draws questions)."""
+    split: str = "all"
+    """Questions to draw from: ``"train"`` (90%), ``"test"`` (10%, never in train) or ``"all"``."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_objectives": self.num_objectives >= 1,
+            "top_k": self.top_k >= 1,
+            "window": self.window >= 1,
+            "max_context_tokens": self.max_context_tokens >= 1,
+            "max_observation_tokens": self.max_observation_tokens >= 1,
+            "invalid_penalty": self.invalid_penalty >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(
+                    f"{name} must be >= {0 if name == 'invalid_penalty' else 1}, got {getattr(self, name)}"
+                )
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        choices = {
+            "reward_mode": ("sum", "mean"),
+            "invalid_action": ("terminate", "penalize"),
+            "split": ("train", "test", "all"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        proto.get_tag_set(self.protocol)
+        ContextPolicy(self.memory, window=self.window)
+
+    @property
+    def turn_limit(self) -> int:
+        return self.max_turns if self.max_turns is not None else 2 * self.num_objectives + 2
+
+
+def split_questions(questions: list[Question], split: str) -> list[Question]:
+    """Every 10th question (by position) is a test question; the others are train questions."""
+    if split == "all":
+        return questions
+    return [q for i, q in enumerate(questions) if (i % 10 == 9) == (split == "test")]
+
+
+class MultiQAEnv(gym.Env[str, str]):
+    """Multi-objective retrieval QA with a bounded, MEM1-style context.
+
+    ## Description
+    An episode asks ``num_objectives`` questions about a fictional world at once ("Answer the
+    following questions: q1?; q2?; ..."). Each turn the agent writes its internal state and
+    either searches the world's passages or answers all questions. Under the default ``mem1``
+    context policy the agent then sees only the prompt, its last internal state and action and
+    the last search results: it must consolidate what it learnt into its state.
+
+    ## Action Space
+    ``Text``: one model response, e.g. ``<think>...</think><search>query</search>`` or
+    ``<think>...</think><answer>a1; a2</answer>``. Parsing follows :mod:`mem1_envs.protocol`;
+    any string is accepted (characters outside the charset too).
+
+    ## Observation Space
+    ``Text`` (printable ASCII): the agent's whole context for the next turn, built by the
+    context policy (:mod:`mem1_envs.memory`). Characters outside the charset are replaced by ``?``.
+
+    ## Rewards
+    On an answer: the number of sub-answers that match a gold alias exactly after SQuAD
+    normalisation (``reward_mode="sum"``, MEM1's reward) or that number divided by N (``"mean"``).
+    Answers are scored by position; missing ones score 0, extra ones are ignored. Searches
+    earn 0. An invalid action earns 0 and ends the episode (``invalid_action="terminate"``) or
+    earns ``-invalid_penalty`` and the episode goes on (``"penalize"``).
+
+    ## Episode End
+    Terminated on an answer, or on an invalid action under ``"terminate"``. Truncated when
+    ``max_turns`` turns pass without an answer.
+
+    ## Info
+    ``turn``, ``context_tokens`` (this observation), ``peak_context_tokens``,
+    ``response_tokens``, ``dependency`` (sum over turns of context x response tokens),
+    ``context_cut`` (what the budget cut), ``invalid_action`` (None or the parser's error),
+    ``parse_notes``, ``searches``, ``support_recall`` (share of the questions' supporting
+    passages the searches retrieved), and after an answer ``em`` and ``f1`` per objective and
+    ``answer_count_ok``.
+
+    ## Arguments
+    See :class:`MultiQAConfig`; e.g. ``gym.make("MEM1-MultiQA-v0", num_objectives=4, memory="full")``.
+    ``reset(options={"question_ids": [...]})`` pins the questions of an episode.
+
+    ## Version History
+    * v0: initial version.
+
+    >>> import gymnasium as gym, mem1_envs
+    >>> env = gym.make("MEM1-MultiQA-v0", world="small", num_objectives=2)
+    >>> observation, info = env.reset(seed=0)
+    >>> observation.count("?;")
+    1
+    >>> observation, reward, terminated, truncated, info = env.step("<think></think><answer>a; b</answer>")
+    >>> reward, terminated, info["em"]
+    (0.0, True, [0.0, 0.0])
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode: str | None = None, source: QASource | None = None, **kwargs: Any):
+        known = {f.name for f in fields(MultiQAConfig)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown MEM1-MultiQA-v0 arguments {unknown}; known: {sorted(known)}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.config = MultiQAConfig(**kwargs)
+        self.render_mode = render_mode
+        self.tags = proto.get_tag_set(self.config.protocol)
+        self.count_tokens = make_token_counter(self.config.token_counter)
+        self.policy = ContextPolicy(
+            self.config.memory, self.config.max_context_tokens, self.config.window, self.count_tokens
+        )
+        self._source = source
+        self._attach_source()
+        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        self._questions: list[Question] = []
+        self._turns: list[Turn] = []
+
+    # -- data -------------------------------------------------------------------------------
+    def _attach_source(self) -> None:
+        source = self._source or load_world_source(self.config.world, self.config.world_seed)
+        self.questions = split_questions(source.questions, self.config.split)
+        self.engine: SearchEngine = source.engine
+        if len(self.questions) < self.config.num_objectives:
+            raise ValueError(
+                f"num_objectives must be <= {len(self.questions)} questions available, "
+                f"got {self.config.num_objectives}"
+            )
+        self._question_index = {q.qid: q for q in self.questions}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The corpus and index are reloaded from the cache, not pickled with every env.
+        state = self.__dict__.copy()
+        for name in ("questions", "engine", "_question_index"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach_source()
+
+    # -- episode ----------------------------------------------------------------------------
+    def prompt(self) -> str:
+        tags = self.tags
+        instructions = INSTRUCTIONS.format(
+            state=tags.state,
+            search=tags.tag_for("search"),
+            answer=tags.tag_for("answer"),
+            obs=tags.observation,
+        )
+        questions = "; ".join(q.text if q.text.endswith("?") else q.text + "?" for q in self._questions)
+        return f"{instructions}\nAnswer the following questions: {questions}"
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        self._questions = self._draw_questions(options or {})
+        self._prompt = self.prompt()
+        self._turns, self._turn = [], 0
+        self._retrieved: set[str] = set()
+        self._searches: list[str] = []
+        self._peak = self._dependency = self._context_tokens = 0
+        if self.config.memory == "mem1" and self.count_tokens(self._prompt) > self.config.max_context_tokens:
+            raise ValueError(
+                f"max_context_tokens={self.config.max_context_tokens} cannot hold the prompt of "
+                f"{self.count_tokens(self._prompt)} tokens; raise it or lower num_objectives"
+            )
+        return self._observe(response_tokens=0, extra={})
+
+    def _draw_questions(self, options: dict[str, Any]) -> list[Question]:
+        pinned = options.get("question_ids")
+        if pinned is None:
+            picks = self.np_random.choice(len(self.questions), size=self.config.num_objectives, replace=False)
+            return [self.questions[int(i)] for i in picks]
+        unknown = [qid for qid in pinned if qid not in self._question_index]
+        if unknown or len(pinned) != self.config.num_objectives:
+            raise ValueError(
+                f"options['question_ids'] must name {self.config.num_objectives} known questions, "
+                f"got {list(pinned)} (unknown: {unknown})"
+            )
+        return [self._question_index[qid] for qid in pinned]
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if not self._questions:
+            raise RuntimeError("call reset() before step()")
+        self._turn += 1
+        n = self.config.num_objectives
+        parsed = proto.parse_response(action, self.tags, expected_answers=n)
+        response_tokens = self.count_tokens(action) if isinstance(action, str) else 0
+        extra: dict[str, Any] = {"invalid_action": parsed.error, "parse_notes": list(parsed.notes)}
+        reward, terminated = 0.0, False
+        state = proto.wrap(self.tags.state, proto.to_charset(parsed.state))
+        if parsed.kind == "search":
+            query = proto.to_charset(parsed.content)
+            observation = self._search(query)
+            self._turns.append(Turn(state, proto.wrap(self.tags.tag_for("search"), query), observation))
+        elif parsed.kind == "answer":
+            em, f1 = score_answers(list(parsed.answers), [q.golds for q in self._questions])
+            reward = float(em.sum()) if self.config.reward_mode == "sum" else float(em.mean())
+            extra.update(em=em.tolist(), f1=f1.tolist(), answer_count_ok=len(parsed.answers) == n)
+            terminated = True
+        elif self.config.invalid_action == "terminate":
+            terminated = True
+        else:
+            reward = -self.config.invalid_penalty
+            message = (
+                f"Your last response was invalid ({parsed.error}). Write <{self.tags.state}>state"
+                f"</{self.tags.state}> then <{self.tags.tag_for('search')}>query"
+                f"</{self.tags.tag_for('search')}> or <{self.tags.tag_for('answer')}>answers"
+                f"</{self.tags.tag_for('answer')}>."
+            )
+            self._turns.append(Turn(state, "", proto.wrap(self.tags.observation, self._hint() + message)))
+        truncated = not terminated and self._turn >= self.config.turn_limit
+        observation, info = self._observe(response_tokens, extra)
+        return observation, reward, terminated, truncated, info
+
+    def _hint(self) -> str:
+        hint = proto.turn_hint(self.config.turn_limit - self._turn)
+        return hint + "\n\n" if hint else ""
+
+    def _search(self, query: str) -> str:
+        hits = self.engine.search([query], self.config.top_k)[0] if query.strip() else []
+        self._searches.append(query)
+        self._retrieved.update(hit.doc_id for hit in hits)
+        documents = proto.render_documents([(hit.title, hit.text) for hit in hits]) or "No documents found."
+        documents = proto.to_charset(documents)
+        documents = truncate_to_tokens(documents, self.config.max_observation_tokens, self.count_tokens)
+        return proto.wrap(self.tags.observation, self._hint() + documents)
+
+    def _observe(self, response_tokens: int, extra: dict[str, Any]) -> tuple[str, dict]:
+        # The response just scored was generated while attending to the previous context.
+        self._dependency += self._context_tokens * response_tokens
+        context = self.policy.build(self._prompt, self._turns)
+        self._context_tokens = context.tokens
+        self._peak = max(self._peak, context.tokens)
+        support = {d for q in self._questions for d in q.support_ids}
+        info = {
+            "turn": self._turn,
+            "context_tokens": context.tokens,
+            "peak_context_tokens": self._peak,
+            "response_tokens": response_tokens,
+            "dependency": self._dependency,
+            "context_cut": list(context.cut),
+            "invalid_action": None,
+            "parse_notes": [],
+            "searches": len(self._searches),
+            "support_recall": len(support & self._retrieved) / len(support) if support else 0.0,
+            "question_ids": [q.qid for q in self._questions],
+            **extra,
+        }
+        self._last_observation = context.text
+        return context.text, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._last_observation
+        return None
