@@ -221,7 +221,7 @@ class MultiQAScriptedAgent:
     # -- reading the observation ------------------------------------------------------------
     @staticmethod
     def _split_prompt(observation: str) -> tuple[list[str], str]:
-        head, _, rest = observation.partition("Answer the following questions: ")
+        _, _, rest = observation.partition("Answer the following questions: ")
         line, _, context = rest.partition("\n")
         questions = [q.strip() + "?" for q in line.strip().rstrip("?").split("?; ")]
         return questions, context

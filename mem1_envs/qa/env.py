@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 from gymnasium import spaces
@@ -156,7 +156,7 @@ class MultiQAEnv(gym.Env[str, str]):
     (0.0, True, [0.0, 0.0])
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(self, render_mode: str | None = None, source: QASource | None = None, **kwargs: Any):
         known = {f.name for f in fields(MultiQAConfig)}
