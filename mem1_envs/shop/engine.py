@@ -1,0 +1,187 @@
+"""The shop engine: a catalog, its BM25 product search, and the on-disk cache of both.
+
+``load_shop(n_products, seed)`` returns the engine for a generated catalog. The first call on a
+machine generates the catalog and builds the index (seconds for 10,000 products) and writes both
+to ``$MEM1_ENVS_CACHE/shop/`` (default ``~/.cache/mem1_envs``); later calls load them (the index
+memory-mapped). The write is atomic: a process builds into a private temporary folder and renames
+it into place, so two processes building at once both end with the same complete cache. Within
+one process, engines are memoised by (n_products, seed).
+
+Search indexes, per product: the title, the taxonomy path, the attributes and the option values.
+Token ids are assembled from per-word ids, so indexing a million products needs no per-document
+tokenizer call.
+
+>>> shop = ShopEngine.build(generate_catalog(200, seed=0))
+>>> hits = shop.search("gluten free potato chips")
+>>> shop.catalog.type_of(hits[0]).name
+'potato chips'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+
+from mem1_envs.qa.search import BM25Engine, tokenize
+from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
+
+CACHE_VERSION = 1
+MAX_RESULTS = 50  # a search keeps its top 50 products, as WebShop does
+# bm25s's numba kernels are not cached by numba, so each new process (every AsyncVectorEnv worker)
+# would pay 6-10 s of compilation on its first query; the numpy backend answers a query over 10k
+# products in about 1 ms with no warm-up, far below a step's budget.
+SEARCH_BACKEND = "numpy"
+
+
+def cache_root() -> str:
+    """``$MEM1_ENVS_CACHE`` or ``~/.cache/mem1_envs``."""
+    return os.environ.get("MEM1_ENVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mem1_envs")
+
+
+def index_tokens(catalog: Catalog, index: int) -> list[str]:
+    """The words product ``index`` is indexed under (generated catalogs compose them from ids)."""
+    kind = catalog.type_of(index)
+    words = [catalog.title(index), *kind.path, *catalog.attributes(index)]
+    words += [v for _, values in catalog.options(index) for v in values]
+    return tokenize(" ".join(words))
+
+
+def _build_token_ids(catalog: Catalog) -> tuple[list[list[int]], dict[str, int]]:
+    """Token ids per product, assembled from per-vocabulary-entry ids (fast at 1M products).
+
+    A generated title is brand + adjective + attributes + type + first option value; all but the
+    adjective (a random marketing word) are indexed.
+    """
+    vocabulary: dict[str, int] = {}
+
+    def ids(text: str) -> list[int]:
+        return [vocabulary.setdefault(t, len(vocabulary)) for t in tokenize(text)]
+
+    if catalog.texts is not None:
+        return [ids(" ".join(index_tokens(catalog, i))) for i in range(len(catalog))], vocabulary
+    type_ids = [ids(" ".join(t.path)) for t in catalog.types]
+    brand_ids = [ids(b) for b in catalog.brand_names]
+    attr_ids = [ids(a) for a in catalog.attribute_names]
+    value_ids = [ids(v) for v in catalog.option_value_names]
+    documents = []
+    type_id, brand = catalog.type_id.tolist(), catalog.brand.tolist()
+    attrs, values = catalog.attrs.tolist(), catalog.option_values.reshape(len(catalog), -1).tolist()
+    for i in range(len(catalog)):
+        tokens = list(type_ids[type_id[i]])
+        tokens += brand_ids[brand[i]]
+        for a in attrs[i]:
+            if a >= 0:
+                tokens += attr_ids[a]
+        for v in values[i]:
+            if v >= 0:
+                tokens += value_ids[v]
+        documents.append(tokens)
+    return documents, vocabulary
+
+
+class ShopEngine:
+    """A catalog plus its product search (BM25 over the catalog), with a small result cache."""
+
+    def __init__(self, catalog: Catalog, search_engine: BM25Engine):
+        self.catalog = catalog
+        self.search_engine = search_engine
+        self._results: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+
+    @classmethod
+    def build(cls, catalog: Catalog, show_progress: bool = False) -> ShopEngine:
+        import bm25s
+
+        documents, vocabulary = _build_token_ids(catalog)
+        retriever = bm25s.BM25(backend=SEARCH_BACKEND)
+        retriever.index((documents, vocabulary), show_progress=show_progress)
+        ids = np.arange(len(catalog)).astype(str)
+        return cls(catalog, BM25Engine(retriever, ids, ids, ids))
+
+    def search(self, query: str, k: int = MAX_RESULTS) -> tuple[int, ...]:
+        """Indices of the top ``k`` products for ``query`` (best first; cached per query)."""
+        key = " ".join(tokenize(query))
+        cached = self._results.get(key)
+        if cached is None:
+            hits = self.search_engine.search([key], k=MAX_RESULTS)[0] if key else []
+            cached = tuple(int(h.doc_id) for h in hits)
+            self._results[key] = cached
+            if len(self._results) > 1024:
+                self._results.popitem(last=False)
+        else:
+            self._results.move_to_end(key)
+        return cached[:k]
+
+    # -- cache on disk ----------------------------------------------------------------------
+    def save(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        np.savez(os.path.join(folder, "catalog.npz"), **{f: getattr(self.catalog, f) for f in ARRAY_FIELDS})
+        self.search_engine._retriever.save(os.path.join(folder, "bm25"))
+
+    @classmethod
+    def load(cls, folder: str, seed: int) -> ShopEngine:
+        import bm25s
+
+        fresh = generate_catalog(1, seed=seed)  # the vocabularies (same for every generated catalog)
+        with np.load(os.path.join(folder, "catalog.npz")) as arrays:
+            fields = {f: arrays[f] for f in ARRAY_FIELDS}
+        catalog = Catalog(
+            seed=seed,
+            types=fresh.types,
+            attribute_names=fresh.attribute_names,
+            option_kind_names=fresh.option_kind_names,
+            option_value_names=fresh.option_value_names,
+            brand_names=fresh.brand_names,
+            **fields,
+        )
+        retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=True)
+        retriever.backend = SEARCH_BACKEND
+        ids = np.arange(len(catalog)).astype(str)
+        return cls(catalog, BM25Engine(retriever, ids, ids, ids))
+
+
+_ENGINES: dict[tuple[int, int], ShopEngine] = {}
+
+
+def load_shop(n_products: int = 10_000, seed: int = 0, cache: bool = True) -> ShopEngine:
+    """The engine of the generated catalog (n_products, seed): memoised, cached on disk.
+
+    ``cache=False`` builds in memory and writes nothing.
+    """
+    if n_products < 1:
+        raise ValueError(f"n_products must be >= 1, got {n_products}")
+    key = (n_products, seed)
+    if key in _ENGINES:
+        return _ENGINES[key]
+    if not cache:
+        engine = ShopEngine.build(generate_catalog(n_products, seed))
+    else:
+        folder = os.path.join(cache_root(), "shop", f"catalog-v{CACHE_VERSION}-n{n_products}-s{seed}")
+        if not os.path.exists(os.path.join(folder, "catalog.npz")):
+            _build_into(folder, n_products, seed)
+        engine = ShopEngine.load(folder, seed)
+    _ENGINES[key] = engine
+    return engine
+
+
+def _build_into(folder: str, n_products: int, seed: int) -> None:
+    """Build in a private folder, then rename it into place (the first rename wins)."""
+    parent = os.path.dirname(folder)
+    os.makedirs(parent, exist_ok=True)
+    private = tempfile.mkdtemp(prefix=f".build-{uuid.uuid4().hex[:8]}-", dir=parent)
+    try:
+        ShopEngine.build(generate_catalog(n_products, seed), show_progress=n_products >= 200_000).save(
+            private
+        )
+        try:
+            os.rename(private, folder)
+        except OSError:
+            if not os.path.exists(os.path.join(folder, "catalog.npz")):
+                raise
+    finally:
+        if os.path.exists(private):
+            shutil.rmtree(private, ignore_errors=True)
