@@ -17,8 +17,8 @@ Available actions: click[buy now]
 
 from __future__ import annotations
 
-from mem1_envs.shop.pages import Button, Page, PageState, build_page
 from mem1_envs.shop.engine import ShopEngine
+from mem1_envs.shop.pages import Button, Page, PageState, build_page
 
 ACTIONS_PREFIX = "Available actions: "
 

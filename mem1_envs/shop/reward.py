@@ -230,7 +230,7 @@ def _arrays(tables: RewardTables, **arrays: np.ndarray) -> list[np.ndarray]:
     for name, array in zip(names, out, strict=True):
         if array.shape[0] != size:
             raise ValueError(f"{name} has {array.shape[0]} rows, expected {size}")
-    return out + [tables.attribute_match, tables.value_match, tables.type_factor]
+    return [*out, tables.attribute_match, tables.value_match, tables.type_factor]
 
 
 def batch_item_reward(tables: RewardTables, **arrays: np.ndarray) -> np.ndarray:
@@ -261,7 +261,7 @@ def encode_item(
         out[: len(ids)] = ids[:max_len]
         return out
 
-    upper = -1 if goal.price_upper is None else int(round(goal.price_upper * 100))
+    upper = -1 if goal.price_upper is None else round(goal.price_upper * 100)
     return {
         "goal_type": np.array(goal.type_index),
         "goal_attrs": row([attr_id[a] for a in goal.attributes]),
