@@ -84,6 +84,7 @@ __all__ = [
     "pack_exact",
     "pack_exact_python",
     "pack_mem1",
+    "tile_counts",
 ]
 
 # Segment kinds of a token inside a turn (context or generated).
@@ -626,7 +627,8 @@ def concat_packed(parts: Sequence[PackedTrajectory]) -> PackedTrajectory:
 
 
 @numba.njit(cache=True)
-def _fill_one(out, block_ids, visible, allowed, blocked):  # pragma: no cover - jit
+def _block_ranges(block_ids, visible):  # pragma: no cover - jit
+    """Token range of every block, and (CSR) the other non-empty blocks each block sees."""
     size = block_ids.shape[0]
     n_blocks = visible.shape[0]
     start = np.zeros(n_blocks, np.int64)
@@ -641,7 +643,6 @@ def _fill_one(out, block_ids, visible, allowed, blocked):  # pragma: no cover - 
     for b in range(n_blocks):
         if count[b] != end[b] - start[b]:
             raise ValueError("the tokens of a block must be contiguous")
-    # Sparse row of the visibility table: the other blocks each block sees.
     seen_from = np.zeros(n_blocks + 1, np.int64)
     seen = np.zeros(n_blocks * n_blocks, np.int64)
     n = 0
@@ -651,6 +652,13 @@ def _fill_one(out, block_ids, visible, allowed, blocked):  # pragma: no cover - 
                 seen[n] = t
                 n += 1
         seen_from[s + 1] = n
+    return start, end, seen_from, seen
+
+
+@numba.njit(cache=True)
+def _fill_one(out, block_ids, visible, allowed, blocked):  # pragma: no cover - jit
+    size = block_ids.shape[0]
+    start, end, seen_from, seen = _block_ranges(block_ids, visible)
     out[:, :] = blocked
     # Every allowed set is a union of contiguous ranges: fill ranges, never test pairs.
     for i in range(size):
@@ -665,6 +673,49 @@ def _fill_one(out, block_ids, visible, allowed, blocked):  # pragma: no cover - 
 def _fill_batch(out, block_ids, visible, allowed, blocked):  # pragma: no cover - jit
     for b in range(out.shape[0]):
         _fill_one(out[b], block_ids[b], visible[b], allowed[b], blocked[b])
+
+
+@numba.njit(cache=True)
+def _tile_counts_kernel(block_ids, visible, tile):  # pragma: no cover - jit
+    """Allowed (query, key) pairs per ``tile x tile`` tile of one row, from ranges alone."""
+    size = block_ids.shape[0]
+    n_tiles = size // tile
+    start, end, seen_from, seen = _block_ranges(block_ids, visible)
+    counts = np.zeros((n_tiles, n_tiles), np.int64)
+    for i in range(size):
+        q_tile = i // tile
+        s = block_ids[i]
+        for k in range(seen_from[s], seen_from[s + 1] + 1):
+            if k < seen_from[s + 1]:
+                t = seen[k]
+                lo, hi = start[t], min(end[t], i + 1)
+            else:
+                lo, hi = start[s], i + 1
+            if lo >= hi:
+                continue
+            for kv_tile in range(lo // tile, (hi - 1) // tile + 1):
+                counts[q_tile, kv_tile] += min(hi, (kv_tile + 1) * tile) - max(lo, kv_tile * tile)
+    return counts
+
+
+def tile_counts(block_ids: np.ndarray, block_visible: np.ndarray, tile: int) -> np.ndarray:
+    """``[S/tile, S/tile]`` counts of allowed pairs per tile of one row, without an ``S x S`` mask.
+
+    A tile is empty (0), full (``tile**2``) or partial: what a FlexAttention ``BlockMask`` needs.
+    ``S`` must be a multiple of ``tile``.
+
+    >>> packed = pack_exact([1, 2], [([], [3, 4])])
+    >>> tile_counts(packed.block_ids, packed.block_visible, 2).tolist()
+    [[3, 0], [4, 3]]
+    """
+    size = int(np.asarray(block_ids).shape[0])
+    if tile < 1 or size % tile:
+        raise ValueError(f"the sequence length ({size}) must be a multiple of tile (got tile={tile})")
+    return _tile_counts_kernel(
+        np.ascontiguousarray(block_ids, dtype=np.int64),
+        np.ascontiguousarray(block_visible, dtype=np.bool_),
+        tile,
+    )
 
 
 def fill_dense_masks(

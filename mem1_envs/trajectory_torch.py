@@ -23,12 +23,13 @@ to the attention scores as is and masks nothing (MEM1's defect D1); only rows pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, fill_dense_masks
+from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, fill_dense_masks, tile_counts
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +82,7 @@ def collate(
     dtype: Any = None,
     mask: str = "dense",
     pad_to_multiple_of: int = 1,
+    block_size: int = 128,
     device: Any = None,
 ) -> dict[str, Any]:
     """Pad packed trajectories into one batch of torch tensors.
@@ -92,7 +94,8 @@ def collate(
         dtype: float dtype of the additive mask (default ``torch.float32``); match the model's.
         mask: ``"dense"`` (``attention_mask`` ``[B, 1, S, S]`` additive float), ``"block"``
             (``block_mask``, a FlexAttention ``BlockMask``, no ``S x S`` tensor) or ``"none"``.
-        pad_to_multiple_of: round S up (128 suits FlexAttention's block size).
+        pad_to_multiple_of: round S up (``mask="block"`` also rounds to a multiple of ``block_size``).
+        block_size: FlexAttention tile size for ``mask="block"``.
         device: where the tensors go.
 
     Returns a dict: ``input_ids``, ``position_ids``, ``loss_mask``, ``pred_index`` (-1 off the
@@ -111,6 +114,8 @@ def collate(
     dtype = torch.float32 if dtype is None else dtype
     rows = len(trajectories)
     size = max(len(t) for t in trajectories)
+    if mask == "block":  # FlexAttention tiles cover the sequence exactly
+        pad_to_multiple_of = math.lcm(pad_to_multiple_of, block_size)
     size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
     block_ids, visible, offsets = _padded_blocks(trajectories, size, padding_side)
 
@@ -150,7 +155,9 @@ def collate(
     elif mask == "block":
         if released.any():
             raise ValueError("released-rules rows reproduce D1 with a dense 1.0/0.0 mask; use mask='dense'")
-        batch["block_mask"] = make_block_mask(batch["block_ids"], batch["block_visible"])
+        batch["block_mask"] = make_block_mask(
+            batch["block_ids"], batch["block_visible"], block_size=block_size
+        )
     return batch
 
 
@@ -197,29 +204,49 @@ def dense_additive_mask_torch(
     return out.masked_fill_(~keep[:, None], torch.finfo(dtype).min)
 
 
-def make_block_mask(
-    block_ids: torch.Tensor, block_visible: torch.Tensor, *, block_size: int = 128, device: Any = None
-) -> Any:
-    """A FlexAttention ``BlockMask`` from per-token block ids (no ``S x S`` tensor is built).
+def make_block_mask(block_ids: torch.Tensor, block_visible: torch.Tensor, *, block_size: int = 128) -> Any:
+    """A FlexAttention ``BlockMask`` from per-token block ids, with no ``S x S`` tensor anywhere.
 
-    ``block_ids`` ``[B, S]`` and ``block_visible`` ``[B, K, K]`` as in :func:`collate`; the rule is
-    the one of the dense mask. Needs ``torch.nn.attention.flex_attention`` (torch >= 2.5).
+    ``block_ids`` ``[B, S]`` and ``block_visible`` ``[B, K, K]`` as in :func:`collate` (S a
+    multiple of ``block_size``: collate with ``mask="block"`` pads to it). A numba kernel counts
+    the allowed pairs of every ``block_size`` tile from the blocks' token ranges
+    (:func:`~mem1_envs.trajectory.tile_counts`); full tiles skip the mask, partial tiles apply
+    the same rule as the dense mask, and empty tiles are never computed. ``create_block_mask``
+    would instead evaluate the rule on a full ``[B, 1, S, S]`` grid. Needs torch >= 2.5.
     """
     torch = _torch()
     try:
-        from torch.nn.attention.flex_attention import create_block_mask
+        from torch.nn.attention.flex_attention import BlockMask
     except ImportError as error:  # pragma: no cover - depends on the torch version
         raise ImportError(f"FlexAttention needs torch >= 2.5, found {torch.__version__}") from error
     rows, size = block_ids.shape
+    if size % block_size:
+        raise ValueError(f"sequence length {size} must be a multiple of block_size={block_size}")
     n_blocks = block_visible.shape[-1]
+    ids_np = block_ids.cpu().numpy()
+    visible_np = block_visible.cpu().numpy()
+    counts = torch.from_numpy(
+        np.stack([tile_counts(ids_np[b], visible_np[b], block_size) for b in range(rows)])
+    )
+    full = counts == block_size * block_size
+    partial = (counts > 0) & ~full
+
+    def indices(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.argsort((~selected).to(torch.int8), dim=-1, stable=True)  # selected tiles first
+        number = selected.sum(-1, dtype=torch.int32)
+        return number[:, None].to(block_ids.device), order[:, None].to(torch.int32).to(block_ids.device)
+
     flat_visible = block_visible.reshape(rows, n_blocks * n_blocks)
 
     def mask_mod(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
         pair = block_ids[b, q_idx] * n_blocks + block_ids[b, kv_idx]
         return (kv_idx <= q_idx) & flat_visible[b, pair]
 
-    device = block_ids.device if device is None else device
-    return create_block_mask(mask_mod, rows, None, size, size, device=device, BLOCK_SIZE=block_size)
+    kv_num, kv_idx = indices(partial)
+    full_num, full_idx = indices(full)
+    return BlockMask.from_kv_blocks(
+        kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size, mask_mod=mask_mod
+    )
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:

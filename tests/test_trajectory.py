@@ -26,6 +26,7 @@ from mem1_envs.trajectory import (
     pack_exact,
     pack_exact_python,
     pack_mem1,
+    tile_counts,
 )
 
 ids = st.lists(st.integers(0, 50), max_size=6)
@@ -224,3 +225,19 @@ def test_gae_skips_context_tokens_on_a_packed_episode() -> None:
     # gamma = lambda = 1: every generated token's return is the final reward.
     np.testing.assert_allclose(ret[packed.loss_mask], [1.0, 1.0, 1.0])
     np.testing.assert_allclose(adv[packed.loss_mask], 1.0 - values[packed.loss_mask])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(episode, min_size=1, max_size=3), st.sampled_from([1, 3, 8]))
+def test_tile_counts_equal_the_dense_mask_reduced(episodes: list, tile: int) -> None:
+    """The FlexAttention tile kernel against the twin rule, padding as collate pads."""
+    row = concat_packed([pack_exact(p, t) for p, t in episodes])
+    size = -(-len(row) // tile) * tile
+    block_ids = np.concatenate([row.block_ids, np.full(size - len(row), row.num_blocks, np.int32)])
+    visible = np.eye(row.num_blocks + 1, dtype=bool)
+    visible[: row.num_blocks, : row.num_blocks] = row.block_visible
+    n = size // tile
+    reduced = dense_mask_python(block_ids, visible).reshape(n, tile, n, tile).sum(axis=(1, 3))
+    np.testing.assert_array_equal(tile_counts(block_ids, visible, tile), reduced)
+    with pytest.raises(ValueError, match="multiple of tile"):
+        tile_counts(np.zeros(5, np.int32), np.ones((1, 1), bool), 2)
