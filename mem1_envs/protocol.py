@@ -83,6 +83,9 @@ PROTOCOLS: dict[str, TagSet] = {
         state="think", actions=(("search", "search"), ("answer", "answer")), observation="information"
     ),
     "paper": TagSet(state="IS", actions=(("query", "search"), ("answer", "answer")), observation="info"),
+    # MEM1's WebShop form: memory in <summary>, the page in <state>, and the shop action
+    # (search[...] or click[...]) inside <answer>; mem1_envs.shop parses the inner action.
+    "webshop": TagSet(state="summary", actions=(("answer", "answer"),), observation="state"),
 }
 
 

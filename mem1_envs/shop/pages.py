@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode
 
 from mem1_envs.shop.engine import MAX_RESULTS, ShopEngine
@@ -48,6 +49,7 @@ _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DO
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=65536)
 def normalize_label(label: str) -> str:
     """How button labels and click arguments are compared: lower-case, spaces collapsed."""
     return _SPACES.sub(" ", label).strip().lower()

@@ -1,0 +1,241 @@
+"""``MEM1-WebShop-v0``: the shop in text mode, in-process, no server.
+
+How the browser env reuses this (``MEM1-WebShop-Browser-v0``): subclass or copy
+:class:`WebShopTextEnv`'s ``__init__``/``reset``/``step`` and change one thing, the *display*
+given to :class:`~mem1_envs.shop.episode.ShopEpisode`. Here it is ``_display_text(state,
+action) -> render_text(shop, state)``; in the browser it performs ``action`` in Chromium (click
+the element whose ``data-action`` equals the action, or submit the search form; ``None`` means
+load the start page) and returns the text read from the live DOM under the reading contract of
+:mod:`mem1_envs.shop.render_html`. The episode core already validates actions with the pure page
+model before the display is called, so invalid actions, rewards, paging and ``info`` are the same
+in both modes by construction; ``info["page_state"]`` (``PageState.to_query()``) can be compared
+with the page's ``data-state`` to detect a browser that drifted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from mem1_envs import protocol as proto
+from mem1_envs.memory import ContextPolicy, make_token_counter
+from mem1_envs.shop.engine import ShopEngine, load_shop
+from mem1_envs.shop.episode import ShopEpisode
+from mem1_envs.shop.goals import Goal, sample_goal
+from mem1_envs.shop.pages import PageState
+from mem1_envs.shop.render_text import render_text
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def fast_count_tokens(text: str) -> int:
+    """:func:`mem1_envs.memory.count_tokens`, same count, faster."""
+    return len(_TOKEN.findall(text))
+
+
+MAX_TEXT_LENGTH = 10_000_000  # observation/action Text spaces: far above any real context
+
+
+@dataclass(frozen=True)
+class WebShopConfig:
+    """Arguments of ``MEM1-WebShop-v0`` (all keyword arguments of ``gym.make``)."""
+
+    n_products: int = 10_000
+    """Size of the generated catalog (built once, then cached on disk)."""
+    catalog_seed: int = 0
+    """Seed of the generated catalog (the episode seed only draws goals)."""
+    n_items: int = 1
+    """Items per goal: 1 is WebShop's task; k > 1 is a shopping list under one total budget."""
+    max_turns: int | None = None
+    """Turn limit; None means ``15 * n_items``."""
+    instruction: str = "always"
+    """``"always"``: the goal is in every context; ``"first"``: only in the first (tests memory)."""
+    protocol: str = "webshop"
+    """Tag set; ``"webshop"`` is MEM1's WebShop form (<summary>, action in <answer>, page in <state>)."""
+    memory: str = "mem1"
+    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns) or ``"full"``."""
+    window: int = 3
+    """Turns kept by the ``window`` policy."""
+    max_context_tokens: int = 2048
+    """Token budget of the whole context under ``mem1`` (the memory is cut first)."""
+    screen_tokens: int = 300
+    """Tokens of page text per screen; longer pages are shown in screens, never cut."""
+    token_counter: Any = None
+    """None (the default regex counter), a callable ``str -> int`` or a tokenizer with ``encode``."""
+    invalid_action: str = "penalize"
+    """``"penalize"`` (reward -penalty, page unchanged, go on) or ``"terminate"`` (reward 0, end)."""
+    invalid_penalty: float = 0.1
+    """Penalty of an invalid action under ``"penalize"``."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_products", "n_items", "window", "max_context_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.screen_tokens < 50:
+            raise ValueError(f"screen_tokens must be >= 50, got {self.screen_tokens}")
+        if self.invalid_penalty < 0:
+            raise ValueError(f"invalid_penalty must be >= 0, got {self.invalid_penalty}")
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        for name, allowed in {
+            "instruction": ("always", "first"),
+            "invalid_action": ("penalize", "terminate"),
+        }.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        proto.get_tag_set(self.protocol)
+        if "answer" not in dict(proto.get_tag_set(self.protocol).actions).values():
+            raise ValueError(f"protocol {self.protocol!r} has no answer tag to carry shop actions")
+        ContextPolicy(self.memory, window=self.window)
+
+    @property
+    def turn_limit(self) -> int:
+        return self.max_turns if self.max_turns is not None else 15 * self.n_items
+
+
+class WebShopTextEnv(gym.Env[str, str]):
+    """WebShop with a bounded, MEM1-style context, in text mode.
+
+    ## Description
+    The agent shops in a generated catalog (10,000 products by default, 3-level taxonomy) for
+    the product an instruction describes ("Find me potato chips that is gluten free, with
+    flavor: sea salt, and price lower than 30.00 dollars"), or for a whole shopping list under
+    one total budget (``n_items > 1``). Pages: search, results (10 per page, 50 results),
+    item (options, Description, Features, Buy Now), sub pages and an order confirmation (see
+    :mod:`mem1_envs.shop.pages`). Long pages come in screens of ``screen_tokens`` tokens.
+
+    ## Action Space
+    ``Text``: one model response, ``<summary>memory</summary><answer>search[query]</answer>`` or
+    ``<summary>memory</summary><answer>click[button]</answer>``; ``click[next page]``,
+    ``click[prev page]``, ``click[page N]`` move between screens of a long page. Any string is
+    accepted (characters outside the charset too).
+
+    ## Observation Space
+    ``Text`` (printable ASCII): the next context: the prompt (with the instruction, always or
+    only at first), the last memory, the last action and the current screen with the turn hint,
+    the page's available actions and the screen position. Other characters become ``?``.
+
+    ## Rewards
+    WebShop's reward (:mod:`mem1_envs.shop.reward`) on buying: for a single goal when the item is
+    bought; for a list when all items are bought or at truncation (items not bought score 0).
+    Other steps earn 0. An invalid action (protocol error, ``malformed``, ``too_long``,
+    ``empty_query``, ``no_search_box``, ``unknown_button``, ``no_such_screen``) leaves the page
+    unchanged and earns ``-invalid_penalty`` (``"penalize"``), or ends the episode with reward 0
+    (``"terminate"``).
+
+    ## Episode End
+    Terminated when the goal's items are bought (one purchase per item) or on an invalid action
+    under ``"terminate"``. Truncated after ``max_turns`` turns.
+
+    ## Info
+    ``turn``, ``context_tokens``, ``peak_context_tokens``, ``response_tokens``, ``dependency``,
+    ``context_cut``, ``invalid_action`` (None or the error name), ``parse_notes``,
+    ``invalid_actions`` (count), ``page`` (page kind), ``page_state`` (the page model's state),
+    ``screen``/``screens``, ``purchases`` (product codes), ``reward_components`` (at the end:
+    ``r_type``, attribute/option matches and totals, ``price_ok``, per-item scores, spent,
+    budget) and ``success`` (reward == 1).
+
+    ## Arguments
+    See :class:`WebShopConfig`; e.g. ``gym.make("MEM1-WebShop-v0", n_items=3, instruction="first")``.
+    ``reset(options={"goal": Goal})`` pins the goal of an episode.
+
+    ## Version History
+    * v0: initial version.
+
+    >>> import gymnasium as gym, mem1_envs
+    >>> env = gym.make("MEM1-WebShop-v0", n_products=500)
+    >>> observation, info = env.reset(seed=0)
+    >>> "Instruction: Find me" in observation, info["page"]
+    (True, 'search')
+    >>> observation, reward, terminated, truncated, info = env.step("<summary>s</summary><answer>click[buy now]</answer>")
+    >>> info["invalid_action"], reward
+    ('unknown_button', -0.1)
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode: str | None = None, shop: ShopEngine | None = None, **kwargs: Any):
+        known = {f.name for f in fields(WebShopConfig)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown MEM1-WebShop-v0 arguments {unknown}; known: {sorted(known)}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.config = WebShopConfig(**kwargs)
+        self.render_mode = render_mode
+        self.tags = proto.get_tag_set(self.config.protocol)
+        self._given_shop = shop
+        self._attach()
+        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        config = self.config
+        self.episode = ShopEpisode(
+            self.shop,
+            self._display,
+            self.tags,
+            self.policy,
+            self.count_tokens,
+            screen_tokens=config.screen_tokens,
+            turn_limit=config.turn_limit,
+            instruction=config.instruction,
+            invalid_action=config.invalid_action,
+            invalid_penalty=config.invalid_penalty,
+        )
+        self._started = False
+
+    def _attach(self) -> None:
+        self.shop = self._given_shop or load_shop(self.config.n_products, self.config.catalog_seed)
+        counter = self.config.token_counter
+        # The default counter's exact rule, counted by findall (about 3x faster than memory's loop).
+        self.count_tokens = fast_count_tokens if counter is None else make_token_counter(counter)
+        self.policy = ContextPolicy(
+            self.config.memory, self.config.max_context_tokens, self.config.window, self.count_tokens
+        )
+
+    def _display(self, state: PageState, action: str | None) -> str:
+        return render_text(self.shop, state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The catalog and index are reloaded from the cache, not pickled with every env.
+        state = self.__dict__.copy()
+        for name in ("shop", "count_tokens", "policy"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach()
+        self.episode.attach(self.shop, self._display, self.policy, self.count_tokens)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        goal = (options or {}).get("goal")
+        if goal is None:
+            goal = sample_goal(self.shop, self.np_random, self.config.n_items)
+        elif not isinstance(goal, Goal):
+            raise ValueError(
+                f"options['goal'] must be a mem1_envs.shop.goals.Goal, got {type(goal).__name__}"
+            )
+        self.goal = goal
+        self._started = True
+        prompt_tokens = self.count_tokens(self.episode.system_prompt + goal.instruction)
+        if self.config.memory == "mem1" and prompt_tokens > self.config.max_context_tokens:
+            raise ValueError(
+                f"max_context_tokens={self.config.max_context_tokens} cannot hold the prompt of "
+                f"{prompt_tokens} tokens; raise it or lower n_items"
+            )
+        return self.episode.start(goal)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        return self.episode.step(action)
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self.episode.observation
+        return None
