@@ -18,7 +18,7 @@ English text.
 
 >>> count = make_token_counter(None)
 >>> count("Doc 1(Title: Oslo) is a city.")
-10
+11
 >>> policy = ContextPolicy("mem1", max_tokens=64)
 >>> context = policy.build("Answer: q1?", [Turn("<think>s</think>", "<search>q</search>", "<info>d</info>")])
 >>> context.text
