@@ -115,6 +115,7 @@ class _Plan:
     to_select: list[str] = field(default_factory=list)
     checked_features: bool = False
     results_read: bool = False  # every screen of the results page has been read
+    results_pages: int = 1  # results pages read for this item
     bought: list[str] = field(default_factory=list)
 
 
@@ -170,7 +171,7 @@ class WebShopScriptedAgent:
     def _new_item(self) -> None:
         plan = self.plan
         plan.candidates, plan.seen, plan.fallback, plan.target = [], set(), None, None
-        plan.results_read = False
+        plan.results_read, plan.results_pages = False, 1
 
     def _limit(self, wanted: Wanted) -> float:
         plan = self.plan
@@ -180,8 +181,9 @@ class WebShopScriptedAgent:
 
     def _on_results(self, lines: list[str], wanted: Wanted, turns_left: int) -> str:
         plan = self.plan
+        has_next = "click[next >]" in lines[-1]
         if plan.results_read:
-            return self._next_candidate(turns_left)
+            return self._next_candidate(turns_left, has_next)
         limit = self._limit(wanted)
         for k, line in enumerate(lines):
             match = _CODE.match(line)
@@ -195,12 +197,18 @@ class WebShopScriptedAgent:
         if screen and int(screen.group(1)) < int(screen.group(2)):
             return "click[next page]"
         plan.results_read = True
-        return self._next_candidate(turns_left)
+        return self._next_candidate(turns_left, has_next)
 
-    def _next_candidate(self, turns_left: int) -> str:
+    def _next_candidate(self, turns_left: int, has_next: bool) -> str:
         plan = self.plan
         plan.candidates.sort()
         untried = [c for c in plan.candidates if c[2] not in plan.tried]
+        if has_next and turns_left > 6 and plan.results_pages < 3 and not any(-c[0] >= 2 for c in untried):
+            # Nothing of the wanted type within the price here: read the next results page
+            # (the buttons of this page will be gone, and so is the fallback found on it).
+            plan.results_pages += 1
+            plan.candidates, plan.results_read, plan.fallback = [], False, None
+            return "click[next >]"
         if untried and turns_left > 5:
             plan.target = untried[0][2]
             plan.checked_features = False

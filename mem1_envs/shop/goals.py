@@ -66,13 +66,19 @@ class ItemGoal:
 
 @dataclass(frozen=True)
 class Goal:
-    """A whole episode's goal: one item, or a list under a total budget."""
+    """A whole episode's goal: one item, or a list under a total budget.
+
+    ``text`` overrides the generated instruction (goals loaded from WebShop's human instructions).
+    """
 
     items: tuple[ItemGoal, ...]
     budget: float | None
+    text: str | None = None
 
     @property
     def instruction(self) -> str:
+        if self.text is not None:
+            return self.text
         if self.budget is None:
             item = self.items[0]
             return f"Find me {item.phrase()}, and price lower than {item.price_upper:.2f} dollars"

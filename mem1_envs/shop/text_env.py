@@ -141,7 +141,8 @@ class WebShopTextEnv(gym.Env[str, str]):
 
     ## Arguments
     See :class:`WebShopConfig`; e.g. ``gym.make("MEM1-WebShop-v0", n_items=3, instruction="first")``.
-    ``reset(options={"goal": Goal})`` pins the goal of an episode.
+    ``reset(options={"goal": Goal})`` pins the goal of an episode. ``shop=`` and ``goals=`` (e.g.
+    from :func:`mem1_envs.shop.webshop_data.load_webshop`) replace the generated catalog and goals.
 
     ## Version History
     * v0: initial version.
@@ -158,7 +159,13 @@ class WebShopTextEnv(gym.Env[str, str]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
-    def __init__(self, render_mode: str | None = None, shop: ShopEngine | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        shop: ShopEngine | None = None,
+        goals: list[Goal] | None = None,
+        **kwargs: Any,
+    ):
         known = {f.name for f in fields(WebShopConfig)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
@@ -169,6 +176,9 @@ class WebShopTextEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self.tags = proto.get_tag_set(self.config.protocol)
         self._given_shop = shop
+        if goals is not None and not goals:
+            raise ValueError("goals must be None or a non-empty list of Goal, got an empty list")
+        self.goals = list(goals) if goals is not None else None
         self._attach()
         self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
         self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
@@ -214,7 +224,9 @@ class WebShopTextEnv(gym.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         goal = (options or {}).get("goal")
-        if goal is None:
+        if goal is None and self.goals is not None:
+            goal = self.goals[int(self.np_random.integers(len(self.goals)))]
+        elif goal is None:
             goal = sample_goal(self.shop, self.np_random, self.config.n_items)
         elif not isinstance(goal, Goal):
             raise ValueError(

@@ -1,131 +1,139 @@
 """The shop's local web app: an ASGI app (Starlette) served by uvicorn on 127.0.0.1.
 
-The app is a thin HTTP face over sessions the caller owns: it holds no shop logic. A caller
-registers a ``PageHandler`` under a random session id; the browser then reads
+The app serves the pure page model (:mod:`mem1_envs.shop.pages`) over HTTP. It keeps no
+session state: every address carries the page state (``PageState.to_query()``), so one server
+can serve any number of browser tabs and a stale page can never corrupt another. Routes::
 
-- ``GET  /s/{sid}``  the session's current page (``handler.page_html()``), and
-- ``POST /s/{sid}``  an ``application/x-www-form-urlencoded`` form (a search box submission or
-  a button press), given to ``handler.submit(fields)``, which answers the page to show next,
+    GET /                         the start (search) page
+    GET /page?<state>             the page of a state (the env uses it to load a page directly)
+    GET /search?query=<q>         the search box's form (method GET): search from the start page
+    GET /act?<state>&action=<a>   a button's link: apply ``a`` to the state, show the next page
 
-and ``GET /static/{name}`` serves the local assets (``STATIC_FILES``: no CDN, nothing external).
-An unknown session or a handler error is a plain-text 404/400 page, never a crash of the server.
+Every page is :func:`~mem1_envs.shop.render_html.render_html` of its state, with its reading
+contract (the DOM's text equals ``render_text``). An action the page model refuses (only a
+hand-edited address can do that) shows the unchanged page with status 400 and the error in the
+``X-Shop-Error`` header; a bad address is a 400 or 404, never a crash of the server. The pages
+have no external assets (inline style, no script, no CDN); ``/favicon.ico`` is an empty 204 so
+that the browser asks nothing else.
 
 ``LocalServer`` runs the app in a daemon thread: it binds ``127.0.0.1`` on a port the kernel
 picks (``port=0``, so parallel envs never collide) and ``stop()`` shuts it down and joins the
 thread. No process is started, so nothing can outlive the Python process that owns it.
 
 Starlette and uvicorn are imported when a server starts, never at ``import mem1_envs`` time.
+Serve a shop to look at it in a browser: ``python -m mem1_envs.shop.webapp --n-products 2000``.
 
 Example (needs the ``browser`` extra, so it is not a doctest; the tests run it)::
 
-    class Echo:
-        def page_html(self): return "<p>hello</p>"
-        def submit(self, fields): return "<p>" + fields.get("q", "") + "</p>"
-
-    with LocalServer() as server:
-        sid = server.add_session(Echo())
-        urllib.request.urlopen(server.url + "/s/" + sid).read()   # b'<p>hello</p>'
+    with LocalServer(build_app(load_shop(2000, 0))) as server:
+        urllib.request.urlopen(server.url + "/search?query=potato+chips").read()
 """
 
 from __future__ import annotations
 
-import secrets
+import argparse
 import socket
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
 
 from mem1_envs.shop.browser import BROWSER_EXTRA_HINT
+from mem1_envs.shop.engine import ShopEngine
+from mem1_envs.shop.pages import MAX_ARGUMENT_CHARS, PageState, transition
+from mem1_envs.shop.render_html import render_html
 
-MAX_FORM_BYTES = 1_000_000  # a form body beyond this is refused (413), not parsed
-
-# Local assets, served from memory so that a wheel needs no package data and no page ever asks
-# another host for anything. Layout only: the text the env reads does not depend on it.
-STATIC_FILES: dict[str, tuple[str, str]] = {
-    "shop.css": (
-        "text/css",
-        "body{font-family:sans-serif;margin:1em;}\nbutton{margin:0 .2em;}\ninput[type=text]{width:30em;}\n",
-    ),
-}
+MAX_QUERY_STRING = 16 * MAX_ARGUMENT_CHARS + 4096  # a longer address is refused (414), not parsed
 
 
-class PageHandler(Protocol):
-    """What the app asks of one session."""
-
-    def page_html(self) -> str:
-        """The HTML of the page the session shows now."""
-
-    def submit(self, fields: dict[str, str]) -> str:
-        """Apply one form submission and return the HTML of the page to show next."""
-
-
-def _import_server_libs() -> tuple[Any, Any]:
+def _import_server_libs() -> Any:
     try:
         import starlette
         import uvicorn
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(BROWSER_EXTRA_HINT) from error
-    return starlette, uvicorn
+    del starlette
+    return uvicorn
 
 
-def build_app(sessions: dict[str, PageHandler]) -> Any:
-    """The Starlette app over a (live, caller-owned) mapping of session id -> handler."""
+def build_app(shop: ShopEngine) -> Any:
+    """The Starlette app serving ``shop``'s pages (see the module docstring for the routes)."""
     _import_server_libs()
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    def _no_store(response: Response) -> Response:
-        # Every page is a fresh state of a session: the browser must never show a cached one.
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    def page_response(state: PageState, status: int = 200, error: str | None = None) -> Response:
+        # Every address is a fresh state: the browser must never show a cached page.
+        headers = {"Cache-Control": "no-store"}
+        if error is not None:
+            headers["X-Shop-Error"] = error
+        try:
+            html = render_html(shop, state, base="/")
+        except Exception as failure:  # a hand-made state: a product index out of range...
+            return PlainTextResponse(f"bad page state: {type(failure).__name__}: {failure}", status_code=400)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
-    async def index(request: Request) -> Response:
-        return PlainTextResponse(f"mem1-envs shop: {len(sessions)} session(s)")
+    def query_fields(request: Request) -> dict[str, str] | None:
+        raw = request.url.query
+        if len(raw) > MAX_QUERY_STRING:
+            return None
+        return dict(parse_qsl(raw, keep_blank_values=True))
 
-    async def static(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in STATIC_FILES:
-            return PlainTextResponse(f"no static file {name!r}", status_code=404)
-        media_type, body = STATIC_FILES[name]
-        return Response(body, media_type=media_type)
+    async def start(request: Request) -> Response:
+        return page_response(PageState())
 
     async def page(request: Request) -> Response:
-        handler = sessions.get(request.path_params["sid"])
-        if handler is None:
-            return PlainTextResponse("unknown session", status_code=404)
-        if request.method == "GET":
-            return _no_store(HTMLResponse(handler.page_html()))
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            return PlainTextResponse(f"form larger than {MAX_FORM_BYTES} bytes", status_code=413)
-        fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if query_fields(request) is None:
+            return PlainTextResponse("address too long", status_code=414)
+        return page_response(PageState.from_query(request.url.query))
+
+    async def search(request: Request) -> Response:
+        fields = query_fields(request)
+        if fields is None:
+            return PlainTextResponse("address too long", status_code=414)
+        state = PageState()
+        result = transition(shop, state, f"search[{fields.get('query', '')}]")
+        if result.error is not None:
+            return page_response(state, 400, result.error)
+        return page_response(result.state)
+
+    async def act(request: Request) -> Response:
+        fields = query_fields(request)
+        if fields is None:
+            return PlainTextResponse("address too long", status_code=414)
+        state = PageState.from_query(request.url.query)
         try:
-            html = handler.submit(fields)
-        except Exception as error:  # a bad form must not take the server down
-            return PlainTextResponse(f"bad request: {type(error).__name__}: {error}", status_code=400)
-        return _no_store(HTMLResponse(html))
+            result = transition(shop, state, fields.get("action", ""))
+        except Exception as error:  # a hand-made state (a product index out of range...)
+            return PlainTextResponse(f"bad page state: {type(error).__name__}: {error}", status_code=400)
+        if result.error is not None:
+            return page_response(state, 400, result.error)
+        return page_response(result.state)
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
 
     return Starlette(
         routes=[
-            Route("/", index),
-            Route("/static/{name}", static),
-            Route("/s/{sid}", page, methods=["GET", "POST"]),
+            Route("/", start),
+            Route("/page", page),
+            Route("/search", search),
+            Route("/act", act),
+            Route("/favicon.ico", favicon),
         ]
     )
 
 
 class LocalServer:
-    """The web app on ``127.0.0.1:<free port>`` in a background thread.
+    """An ASGI app on ``127.0.0.1:<free port>``, served by uvicorn in a background thread.
 
-    Sessions are added with ``add_session(handler)`` (returns the id) and removed with
-    ``remove_session(sid)``. ``start()`` is called by the first ``add_session`` or ``url``.
+    ``start()`` is called by ``url`` or ``with``; ``stop()`` is idempotent.
     """
 
-    def __init__(self, start_timeout_s: float = 10.0) -> None:
-        self.sessions: dict[str, PageHandler] = {}
+    def __init__(self, app: Any, start_timeout_s: float = 10.0) -> None:
+        self.app = app
         self.start_timeout_s = start_timeout_s
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -145,14 +153,14 @@ class LocalServer:
     def start(self) -> None:
         if self.running:
             return
-        _, uvicorn = _import_server_libs()
+        uvicorn = _import_server_libs()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))  # the kernel picks a free port: no race between envs
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(self.sessions),
+            self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -174,16 +182,6 @@ class LocalServer:
                 raise RuntimeError(f"the shop web app did not start on 127.0.0.1:{self.port}")
             time.sleep(0.005)
 
-    def add_session(self, handler: PageHandler) -> str:
-        if not self.running:
-            self.start()
-        sid = secrets.token_hex(8)
-        self.sessions[sid] = handler
-        return sid
-
-    def remove_session(self, sid: str) -> None:
-        self.sessions.pop(sid, None)
-
     def stop(self, timeout_s: float = 5.0) -> None:
         """Shut the server down and join its thread. Idempotent."""
         server, self._server = self._server, None
@@ -198,7 +196,6 @@ class LocalServer:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        self.sessions.clear()
 
     def __enter__(self) -> LocalServer:
         self.start()
@@ -206,3 +203,24 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a generated shop until Ctrl-C (to look at the pages in a browser)."""
+    from mem1_envs.shop.engine import load_shop
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--n-products", type=int, default=10_000)
+    parser.add_argument("--catalog-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    with LocalServer(build_app(load_shop(args.n_products, args.catalog_seed))) as server:
+        print(f"serving on {server.url}/ (Ctrl-C stops)", flush=True)
+        try:
+            while server.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
