@@ -126,26 +126,49 @@ def main(argv: list[str] | None = None) -> int:
     rewards.batch_em_f1(preds[:8], golds_lists[:8])  # serial kernel
     rewards.batch_em_f1(preds[:8] * 1024, golds_lists[:8] * 1024)  # parallel kernel
     print(f"compile or cache load (excluded from the timings): {time.perf_counter() - start:.2f} s")
+    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    def scalar_loop() -> tuple[np.ndarray, np.ndarray]:
+        em = np.array([rewards.exact_match(p, g) for p, g in zip(preds, golds_lists, strict=True)])
+        f1 = np.array([rewards.f1_score(p, g) for p, g in zip(preds, golds_lists, strict=True)])
+        return em, f1
 
     t_python, (em_py, f1_py) = _median_time(
         lambda: rewards.batch_em_f1_python(preds, golds_lists), args.repeats
     )
+    t_scalar, (em_sc, f1_sc) = _median_time(scalar_loop, args.repeats)
     t_numba, (em_nb, f1_nb) = _median_time(lambda: rewards.batch_em_f1(preds, golds_lists), args.repeats)
-    t_prep, _ = _median_time(lambda: rewards._prepare(preds, golds_lists), args.repeats)
-    if not (np.array_equal(em_py, em_nb) and np.array_equal(f1_py, f1_nb)):
-        print("MISMATCH between batch_em_f1 and the Python loop", file=sys.stderr)
+    t_prep, prepared = _median_time(lambda: rewards._prepare(preds, golds_lists), args.repeats)
+    tokens, offsets, pred_ids, gold_ids, gold_offsets = prepared
+    sorted_tokens = rewards._sort_segments(tokens, offsets)
+    out = (np.zeros(args.pairs), np.zeros(args.pairs))
+    kernel_args = (tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, *out)
+    t_par, _ = _median_time(lambda: rewards._score_parallel(*kernel_args), args.repeats)
+    t_ser, _ = _median_time(lambda: rewards._score_serial(*kernel_args), args.repeats)
+    same = all(
+        np.array_equal(a, b) for a, b in [(em_py, em_nb), (f1_py, f1_nb), (em_sc, em_nb), (f1_sc, f1_nb)]
+    )
+    if not same:
+        print("MISMATCH between batch_em_f1 and a Python loop", file=sys.stderr)
         return 1
-    print(f"mean EM {em_nb.mean():.4f}  mean F1 {f1_nb.mean():.4f}  (identical on both sides)")
+
+    def line(name: str, seconds: float) -> str:
+        return f"{name:<44} median {seconds * 1e3:9.1f} ms  ({seconds / args.pairs * 1e6:6.2f} us/pair)"
+
+    print(f"mean EM {em_nb.mean():.4f}  mean F1 {f1_nb.mean():.4f}  (identical on all sides)")
+    print(line("python loop, reference SQuAD/HotpotQA code", t_python))
+    print(line("python loop, exact_match + f1_score", t_scalar))
+    print(line("batch_em_f1 (end to end, from strings)", t_numba))
+    print(line("  of which Python preparation", t_prep))
+    print(line("  numba scoring kernel, parallel (prange)", t_par))
+    print(line("  numba scoring kernel, serial", t_ser))
     print(
-        f"python loop (reference defs)  median {t_python * 1e3:9.1f} ms  "
-        f"({t_python / args.pairs * 1e6:.2f} us/pair)"
+        f"speed-up vs reference loop: {t_python / t_numba:.1f}x; vs exact_match + f1_score loop: "
+        f"{t_scalar / t_numba:.1f}x  ({args.repeats} repeats, medians, one run)"
     )
     print(
-        f"batch_em_f1 (numba)           median {t_numba * 1e3:9.1f} ms  "
-        f"({t_numba / args.pairs * 1e6:.2f} us/pair)"
+        f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
     )
-    print(f"  of which Python preparation (dedupe, normalise, token ids) {t_prep * 1e3:.1f} ms")
-    print(f"speed-up: {t_python / t_numba:.1f}x  ({args.repeats} repeats, medians)")
     return 0
 
 
