@@ -68,6 +68,7 @@ _FIND_SEARCH = """
 const form = document.querySelector('#page form[data-action="search"]');
 if (form === null) { return null; }
 const input = form.querySelector('input[name="query"]');
+input.value = '';
 window.__mem1Old = true;
 if (arguments[1]) { input.value = arguments[0]; form.requestSubmit(); }
 return input;
@@ -166,7 +167,6 @@ class WebShopBrowserEnv(WebShopTextEnv):
 
     def _browse(self, state: PageState, action: str | None) -> str:
         driver = self.browser.driver
-        base = self.server.url
         if action is None:
             self._load(state)
         else:
@@ -196,7 +196,6 @@ class WebShopBrowserEnv(WebShopTextEnv):
                     element.click()
         text = self._read(state)
         self._loaded = self._shown = state
-        del base
         return text
 
     def _button_candidates(self, state: PageState, argument: str) -> list[str]:
@@ -233,6 +232,7 @@ class WebShopBrowserEnv(WebShopTextEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         for attempt in (1, 2):
             try:
+                self._shown = PageState()
                 if self.browser.started:
                     self.browser.driver.delete_all_cookies()  # per-episode state (the shop sets none)
                 return super().reset(seed=seed, options=options)
@@ -261,7 +261,7 @@ class WebShopBrowserEnv(WebShopTextEnv):
         response_tokens = self.count_tokens(action) if isinstance(action, str) else 0
         extra = {"truncated_reason": f"browser_failure: {reason}", "browser_restarts": self.browser_restarts}
         observation, info = episode._observe(response_tokens, extra)
-        self._started = False  # the episode is over: the next call must be reset()
+        self._shown = episode.page  # a step after this one reloads the page the episode is on
         return observation, reward, False, True, info
 
     def _restart(self) -> None:
