@@ -1,0 +1,133 @@
+"""Command line: ``python -m mem1_envs build-index ...`` and ``python -m mem1_envs serve-retriever ...``.
+
+Build a BM25 index of a Search-R1 corpus, then serve it over Search-R1's ``/retrieve`` API::
+
+    python -m mem1_envs build-index --corpus wiki-18.jsonl.gz --out indexes/wiki-bm25
+    python -m mem1_envs serve-retriever --index indexes/wiki-bm25 --port 8000
+
+A dense index (extra ``dense``) takes a local sentence-embedding model folder::
+
+    python -m mem1_envs build-index --kind dense --model models/e5-base-v2 --e5 \\
+        --corpus wiki-18.jsonl.gz --out indexes/wiki-e5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mem1_envs", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-index", help="index a Search-R1 corpus (jsonl or jsonl.gz)")
+    build.add_argument("--corpus", required=True, help='corpus file: one {"id", "contents"} JSON row a line')
+    build.add_argument("--out", required=True, help="index folder to create")
+    build.add_argument("--kind", choices=("bm25", "dense"), default="bm25", help="retriever (default bm25)")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    build.add_argument("--limit", type=_positive, default=None, help="index only the first N passages")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default 1.5)")
+    build.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
+    dense = build.add_argument_group("dense (extra 'dense')")
+    dense.add_argument("--model", help="local sentence-embedding model folder (Hugging Face layout)")
+    dense.add_argument("--e5", action="store_true", help="prefix 'query: ' / 'passage: ' (E5 models)")
+    dense.add_argument("--faiss", choices=("flat", "ivf"), default="flat", help="faiss index type")
+    dense.add_argument("--nlist", type=_positive, default=None, help="IVF lists (default ~4*sqrt(N))")
+    dense.add_argument("--batch-size", type=_positive, default=64, help="encoding batch size")
+    dense.add_argument("--max-length", type=_positive, default=256, help="tokens per passage")
+
+    serve = commands.add_parser("serve-retriever", help="serve an index over Search-R1's /retrieve API")
+    serve.add_argument("--index", required=True, help="index folder made by build-index")
+    serve.add_argument("--corpus", help="check the index against this corpus file (fingerprint)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (0: a free one, printed)")
+    serve.add_argument("--model", help="dense index: model folder, if not the one recorded at build time")
+    serve.add_argument("--max-queries", type=_positive, default=None, help="queries per request")
+    serve.add_argument("--max-topk", type=_positive, default=None, help="largest topk")
+    serve.add_argument("--max-query-chars", type=_positive, default=None, help="characters per query")
+    serve.add_argument("--max-body-bytes", type=_positive, default=None, help="request body size")
+    serve.add_argument("--default-topk", type=_positive, default=None, help="topk when a request omits it")
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "build-index":
+        return _build(args)
+    return _serve(args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    if args.kind == "bm25":
+        from mem1_envs.qa.index import build_index
+
+        info = build_index(
+            args.corpus,
+            args.out,
+            k1=args.k1,
+            b=args.b,
+            show_progress=not args.no_progress,
+            overwrite=args.overwrite,
+            limit=args.limit,
+        )
+    else:
+        if not args.model:
+            raise SystemExit("build-index --kind dense needs --model MODEL_DIR")
+        from mem1_envs.qa.dense import build_dense_index
+
+        info = build_dense_index(
+            args.corpus,
+            args.out,
+            args.model,
+            e5_prefixes=args.e5,
+            index_type=args.faiss,
+            nlist=args.nlist,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            show_progress=not args.no_progress,
+            overwrite=args.overwrite,
+            limit=args.limit,
+        )
+    print(
+        f"built {info.kind} index of {info.num_passages} passages in {info.build_seconds:.1f} s: {args.out}",
+        flush=True,
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mem1_envs.qa.server import ServiceLimits, open_index, serve
+
+    overrides = {
+        "max_queries": args.max_queries,
+        "max_topk": args.max_topk,
+        "max_query_chars": args.max_query_chars,
+        "max_body_bytes": args.max_body_bytes,
+        "default_topk": args.default_topk,
+    }
+    limits = ServiceLimits(**{name: value for name, value in overrides.items() if value is not None})
+    engine = open_index(args.index, corpus=args.corpus, model=args.model)
+    serve(engine, host=args.host, port=args.port, limits=limits, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
