@@ -4,91 +4,100 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 import pytest
 
 from mem1_envs.shop.browser import ManagedBrowser, find_processes, process_running
-from mem1_envs.shop.webapp import LocalServer
+from mem1_envs.shop.catalog import generate_catalog
+from mem1_envs.shop.engine import ShopEngine
+from mem1_envs.shop.pages import PageState, transition
+from mem1_envs.shop.render_html import text_from_html
+from mem1_envs.shop.render_text import render_text
+from mem1_envs.shop.webapp import LocalServer, build_app
 
 pytestmark = pytest.mark.browser
 
 
-class Counter:
-    """A trivial page handler: a form whose every submission increments a counter."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last: dict[str, str] = {}
-
-    def page_html(self) -> str:
-        return (
-            "<html><body><form method='post'><input type='text' name='q' id='q'>"
-            f"<button id='go' type='submit' name='button' value='go'>go</button></form>"
-            f"<pre id='page'>count {self.count}</pre></body></html>"
-        )
-
-    def submit(self, fields: dict[str, str]) -> str:
-        if fields.get("button") == "boom":
-            raise ValueError("boom")
-        self.count += 1
-        self.last = fields
-        return self.page_html()
+@pytest.fixture(scope="module")
+def shop() -> ShopEngine:
+    return ShopEngine.build(generate_catalog(300, seed=0))
 
 
-def _get(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
     try:
-        with urllib.request.urlopen(url, data=data, timeout=10) as response:
-            return response.status, response.read()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        return error.code, dict(error.headers), error.read()
 
 
-def test_server_serves_sessions_static_files_and_refuses_bad_requests() -> None:
-    server = LocalServer()
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_web_app_serves_the_page_model_and_refuses_bad_addresses(shop: ShopEngine) -> None:
+    server = LocalServer(build_app(shop))
     try:
-        handler = Counter()
-        sid = server.add_session(handler)
-        assert server.url.startswith("http://127.0.0.1:")
-        assert _get(f"{server.url}/s/{sid}")[1].endswith(b"count 0</pre></body></html>")
-        status, body = _get(f"{server.url}/s/{sid}", b"q=red+shoes&button=go")
-        assert status == 200 and b"count 1" in body and handler.last == {"q": "red shoes", "button": "go"}
-        assert _get(f"{server.url}/s/nope")[0] == 404
-        assert _get(f"{server.url}/s/{sid}", b"button=boom")[0] == 400  # handler error: 400, server lives
-        assert _get(f"{server.url}/s/{sid}", b"x=" + b"a" * 1_100_000)[0] == 413
-        status, css = _get(f"{server.url}/static/shop.css")
-        assert status == 200 and b"font-family" in css
-        assert _get(f"{server.url}/static/jquery.js")[0] == 404  # nothing but our own assets
-        assert _get(f"{server.url}/s/{sid}")[0] == 200
+        url = server.url
+        assert url.startswith("http://127.0.0.1:")
+        status, _, body = _get(url + "/")
+        assert status == 200 and text_from_html(body.decode()) == render_text(shop, PageState())
+        status, headers, body = _get(url + "/search?query=" + quote("  gluten   free chips "))
+        results = PageState("results", query="gluten free chips")
+        assert status == 200 and headers["cache-control"] == "no-store"
+        assert text_from_html(body.decode()) == render_text(shop, results)
+        first = shop.catalog.code(shop.search("gluten free chips")[0]).lower()
+        status, _, body = _get(f"{url}/act?{results.to_query()}&action={quote(f'click[{first}]')}")
+        item = transition(shop, results, f"click[{first}]").state
+        assert status == 200 and item.kind == "item"
+        assert text_from_html(body.decode()) == render_text(shop, item)
+        assert _get(f"{url}/page?{item.to_query()}")[2] == body
+        # Refused actions show the unchanged page with the page model's error.
+        status, headers, body = _get(f"{url}/act?{results.to_query()}&action=click%5Bno+such%5D")
+        assert status == 400 and headers["x-shop-error"] == "unknown_button"
+        assert text_from_html(body.decode()) == render_text(shop, results)
+        assert _get(url + "/search?query=")[1]["x-shop-error"] == "empty_query"
+        assert _get(url + "/search?query=" + "a" * 5000)[1]["x-shop-error"] == "too_long"
+        # Hand-made addresses: a product out of range, an over-long address, unknown routes.
+        assert _get(f"{url}/page?kind=item&product=99999999")[0] == 400
+        assert _get(f"{url}/act?kind=item&product=-5&action=click%5Bbuy+now%5D")[0] == 400
+        assert _get(f"{url}/page?kind=nonsense")[0] == 200  # unknown kinds fall back to the start
+        assert _get(f"{url}/page?x={'a' * 20000}")[0] == 414
+        assert _get(url + "/favicon.ico")[0] == 204
+        assert _get(url + "/static/jquery.js")[0] == 404  # nothing but the shop's own pages
+        assert _get(url + "/")[0] == 200  # and the server still answers
+        port = server.port
     finally:
         server.stop()
-    assert not server.running
+    assert not server.running and not _port_open(port)
     assert not [t for t in threading.enumerate() if t.name.startswith("mem1-shop-server")]
+    server.stop()  # idempotent
 
 
-def test_browser_drives_a_form_and_close_leaves_no_process() -> None:
-    server = LocalServer()
+def test_browser_close_leaves_no_process() -> None:
     browser = ManagedBrowser()
     try:
-        sid = server.add_session(Counter())
         driver = browser.driver
-        driver.get(f"{server.url}/s/{sid}")
-        driver.execute_script("document.getElementById('go').click()")
-        assert driver.execute_script("return document.getElementById('page').innerText") == "count 1"
+        driver.get("data:text/html,<p id='x'>hello</p>")
+        assert driver.execute_script("return document.getElementById('x').textContent") == "hello"
         pids = browser.owned_pids()
         root = browser.root_dir
         assert browser.driver_pid in pids and len(pids) >= 3  # chromedriver, chromium, its helpers
-        assert root is not None and os.path.isdir(root)
+        assert root is not None and os.path.isdir(os.path.join(root, "profile"))
         browser.clear_state()
         assert driver.current_url == "about:blank"
     finally:
         browser.close()
-        server.stop()
     assert [pid for pid in pids if process_running(pid)] == []
     assert find_processes(cmdline_contains=root) == set()
     assert not os.path.exists(root)
+    assert not browser.started and browser.owned_pids() == set()
     browser.close()  # idempotent
 
 
