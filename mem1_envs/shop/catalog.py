@@ -158,8 +158,12 @@ def compose_text(catalog: Catalog, index: int) -> ProductText:
     bullets = [bullets[i] for i in order]
     sentences = [f"Meet the {brand} {kind.name}, part of our {kind.category.lower()} range."]
     sentences += [_pick(rng, vocab.ATTRIBUTE_SENTENCES).format(attr=a) for a in attributes]
-    filler = rng.choice(len(vocab.DESCRIPTION_FILLER), size=14, replace=False)
-    sentences += [vocab.DESCRIPTION_FILLER[i] for i in filler]
+    sentences += [vocab.DESCRIPTION_FILLER[i] for i in rng.permutation(len(vocab.DESCRIPTION_FILLER))]
+    weight, width, depth = rng.integers(2, 200), rng.integers(2, 60), rng.integers(2, 60)
+    sentences.append(f"Item weight: {weight} ounces; package dimensions: {width} x {depth} x 3 inches.")
+    sentences.append(
+        f"Item model number: {brand[:3].upper()}-{index % 100000:05d}-{int(rng.integers(10, 99))}."
+    )
     head, tail = sentences[:1], sentences[1:]
     tail = [tail[i] for i in rng.permutation(len(tail))]
     # Paragraphs of four sentences: each paragraph is one line of the description page.
