@@ -1,0 +1,256 @@
+"""The rollout buffer: packed episodes, per-token arrays, and the advantage estimators.
+
+One buffer holds one rank's share of a training batch. Each episode is packed exactly
+(:func:`mem1_envs.trajectory.pack_exact`); per-token arrays of its packed length carry the
+sampler's log-probs, the reference log-probs, the values, the rewards (task reward on the last
+generated token, ``-beta * k1`` on every generated token in MEM1's mode), the advantages and the
+returns. Only generated tokens carry any of these; context copies and observations are never
+stepped through.
+
+Advantage estimators (pure numpy functions, tested against hand-computed values):
+
+- ``gae``: token-level GAE over generated tokens (:func:`mem1_envs.trajectory.gae_generated`);
+- ``turn``: GAE over turns (a turn's reward = its tokens' rewards, its value = the value at its
+  first generated token), each turn's advantage given to all of its tokens;
+- ``grpo``: the episode return normalised within its group of rollouts of the same prompt;
+- ``gigpo``: ``grpo`` plus a step-level term: turns of a group whose *bounded* context is
+  identical (MEM1's pruning makes such anchor states common) form a step group, and each
+  turn's return-to-go is normalised within it.
+
+>>> groups = np.array([0, 0, 1, 1])
+>>> grpo_advantages(np.array([1.0, 0.0, 2.0, 2.0]), groups).round(3).tolist()
+[0.707, -0.707, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, gae_generated
+
+__all__ = [
+    "RolloutBuffer",
+    "gigpo_step_advantages",
+    "grpo_advantages",
+    "step_key",
+    "turn_gae",
+]
+
+
+def grpo_advantages(returns: np.ndarray, group_ids: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``(R - mean_group) / (std_group + eps)`` per episode (population std; 0 in a constant group)."""
+    returns = np.asarray(returns, np.float64)
+    group_ids = np.asarray(group_ids)
+    out = np.zeros_like(returns)
+    for group in np.unique(group_ids):
+        where = group_ids == group
+        values = returns[where]
+        out[where] = (values - values.mean()) / (values.std() + eps)
+    return out.astype(np.float32)
+
+
+def step_key(context_ids: np.ndarray) -> str:
+    """Hash of a turn's bounded context ids: the key of its GiGPO step group."""
+    return hashlib.sha1(np.ascontiguousarray(context_ids, np.int64).tobytes()).hexdigest()
+
+
+def gigpo_step_advantages(
+    group_ids: Sequence[int],
+    step_keys: Sequence[Sequence[str]],
+    step_returns: Sequence[np.ndarray],
+    eps: float = 1e-6,
+) -> list[np.ndarray]:
+    """Per turn: its return-to-go normalised within (episode group, step key); 0 when alone.
+
+    >>> out = gigpo_step_advantages([0, 0], [["a", "b"], ["a", "c"]], [np.array([1.0, 1.0]), np.array([0.0, 0.0])])
+    >>> [o.round(3).tolist() for o in out]
+    [[1.0, 0.0], [-1.0, 0.0]]
+    """
+    members: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for e, (group, keys) in enumerate(zip(group_ids, step_keys, strict=True)):
+        for t, key in enumerate(keys):
+            members.setdefault((int(group), key), []).append((e, t))
+    out = [np.zeros(len(keys), np.float32) for keys in step_keys]
+    for pairs in members.values():
+        if len(pairs) < 2:
+            continue
+        values = np.array([step_returns[e][t] for e, t in pairs], np.float64)
+        normalised = (values - values.mean()) / (values.std() + eps)
+        for (e, t), value in zip(pairs, normalised, strict=True):
+            out[e][t] = value
+    return out
+
+
+def turn_gae(
+    turn_rewards: np.ndarray, turn_values: np.ndarray, gamma: float = 1.0, lam: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over an episode's turns (value after the last turn: 0). Returns (advantages, returns).
+
+    >>> adv, ret = turn_gae(np.array([0.0, 1.0]), np.array([0.5, 0.25]))
+    >>> adv.tolist(), ret.tolist()
+    [[0.5, 0.75], [1.0, 1.0]]
+    """
+    turn_rewards = np.asarray(turn_rewards, np.float64)
+    turn_values = np.asarray(turn_values, np.float64)
+    advantages = np.zeros_like(turn_rewards)
+    running, next_value = 0.0, 0.0
+    for k in range(len(turn_rewards) - 1, -1, -1):
+        delta = turn_rewards[k] + gamma * next_value - turn_values[k]
+        running = delta + gamma * lam * running
+        advantages[k] = running
+        next_value = turn_values[k]
+    return advantages.astype(np.float32), (advantages + turn_values).astype(np.float32)
+
+
+def _returns_to_go(turn_rewards: np.ndarray, gamma: float) -> np.ndarray:
+    out = np.zeros(len(turn_rewards), np.float64)
+    running = 0.0
+    for k in range(len(turn_rewards) - 1, -1, -1):
+        running = turn_rewards[k] + gamma * running
+        out[k] = running
+    return out
+
+
+@dataclass
+class RolloutBuffer:
+    """One rank's episodes of a batch and their per-token training arrays.
+
+    Attributes:
+        packed: the exact packing of each episode.
+        group_ids: the prompt group of each episode (GRPO/GiGPO).
+        step_keys: per episode, one key per kept turn (hash of its bounded context).
+        arrays: per-token arrays by name, each a list with one ``[S_i]`` float32 array per episode.
+    """
+
+    packed: list[PackedTrajectory]
+    group_ids: np.ndarray
+    step_keys: list[list[str]]
+    arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Sequence[RolloutRecord],
+        group_ids: Sequence[int] | None = None,
+        max_tokens: int | None = None,
+    ) -> RolloutBuffer:
+        """Pack each record; the caller then fills ``old_logprobs``/``ref_logprobs``/``values``."""
+        packed = [record.pack(max_tokens=max_tokens) for record in records]
+        keys = [
+            [step_key(turn.context_ids) for k, turn in enumerate(record.turns) if k not in p.dropped_turns]
+            for record, p in zip(records, packed, strict=True)
+        ]
+        groups = np.arange(len(records)) if group_ids is None else np.asarray(group_ids)
+        buffer = cls(packed, groups, keys)
+        buffer.arrays["task_rewards"] = [p.rewards.astype(np.float32) for p in packed]
+        buffer.arrays["rollout_logprobs"] = [np.nan_to_num(p.old_logprobs, nan=0.0) for p in packed]
+        return buffer
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    @property
+    def loss_masks(self) -> list[np.ndarray]:
+        return [p.loss_mask for p in self.packed]
+
+    def _turns(self, index: int) -> list[np.ndarray]:
+        """Packed indices of the generated tokens of each kept turn, in order."""
+        p = self.packed[index]
+        kept = [k for k in np.unique(p.turn_index[p.loss_mask])]
+        return [np.flatnonzero(p.loss_mask & (p.turn_index == k)) for k in kept]
+
+    def compute_advantages(
+        self,
+        mode: str,
+        *,
+        kl_coef: float = 0.0,
+        kl_in_reward: bool = False,
+        gamma: float = 1.0,
+        lam: float = 1.0,
+        gigpo_step_weight: float = 1.0,
+    ) -> None:
+        """Fill ``rewards``, ``advantages`` and ``returns`` (before whitening) for every episode."""
+        rewards, advantages, returns = [], [], []
+        for i, p in enumerate(self.packed):
+            reward = self.arrays["task_rewards"][i].copy()
+            if kl_in_reward and kl_coef:
+                k1 = self.arrays["old_logprobs"][i] - self.arrays["ref_logprobs"][i]
+                reward -= np.where(p.loss_mask, kl_coef * k1, 0.0).astype(np.float32)
+            rewards.append(reward)
+        if mode == "gae":
+            for i, p in enumerate(self.packed):
+                adv, ret = gae_generated(rewards[i], self.arrays["values"][i], p.loss_mask, gamma, lam)
+                advantages.append(adv)
+                returns.append(ret)
+        elif mode == "turn":
+            for i, p in enumerate(self.packed):
+                turns = self._turns(i)
+                turn_rewards = np.array([rewards[i][idx].sum() for idx in turns])
+                turn_values = np.array([self.arrays["values"][i][idx[0]] for idx in turns])
+                adv_t, ret_t = turn_gae(turn_rewards, turn_values, gamma, lam)
+                adv, ret = np.zeros(len(p), np.float32), np.zeros(len(p), np.float32)
+                for idx, a, r in zip(turns, adv_t, ret_t, strict=True):
+                    adv[idx], ret[idx] = a, r
+                advantages.append(adv)
+                returns.append(ret)
+        elif mode in ("grpo", "gigpo"):
+            episode_returns = np.array(
+                [r[p.loss_mask].sum() for r, p in zip(rewards, self.packed, strict=True)]
+            )
+            episode_adv = grpo_advantages(episode_returns, self.group_ids)
+            step_adv = None
+            if mode == "gigpo":
+                turn_rewards = [
+                    np.array([rewards[i][idx].sum() for idx in self._turns(i)]) for i in range(len(self))
+                ]
+                step_adv = gigpo_step_advantages(
+                    self.group_ids, self.step_keys, [_returns_to_go(t, gamma) for t in turn_rewards]
+                )
+            for i, p in enumerate(self.packed):
+                adv = np.where(p.loss_mask, episode_adv[i], 0.0).astype(np.float32)
+                if step_adv is not None:
+                    for idx, value in zip(self._turns(i), step_adv[i], strict=True):
+                        adv[idx] += gigpo_step_weight * value
+                advantages.append(adv)
+                returns.append(np.where(p.loss_mask, episode_returns[i], 0.0).astype(np.float32))
+        else:
+            raise ValueError(f"advantage mode must be 'gae', 'turn', 'grpo' or 'gigpo', got {mode!r}")
+        self.arrays["rewards"] = rewards
+        self.arrays["advantages"] = advantages
+        self.arrays["returns"] = returns
+
+    def whiten(self, name: str, all_reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Whiten ``arrays[name]`` over the loss tokens of the *global* batch (``all_reduce`` sums
+        ``[sum, sum of squares, count]`` across ranks)."""
+        values = np.concatenate([a[m] for a, m in zip(self.arrays[name], self.loss_masks, strict=True)])
+        stats = np.array([values.sum(), (values.astype(np.float64) ** 2).sum(), values.size], np.float64)
+        if all_reduce is not None:
+            stats = all_reduce(stats)
+        mean = stats[0] / max(stats[2], 1.0)
+        var = max(stats[1] / max(stats[2], 1.0) - mean**2, 0.0)
+        scale = 1.0 / np.sqrt(var + 1e-8)
+        self.arrays[name] = [
+            np.where(m, (a - mean) * scale, 0.0).astype(np.float32)
+            for a, m in zip(self.arrays[name], self.loss_masks, strict=True)
+        ]
+
+    def collate(self, indices: Sequence[int], device: Any = None, dtype: Any = None) -> dict[str, Any]:
+        """A collated torch batch of ``indices`` with every per-token array as a ``[B, S]`` tensor."""
+        import torch
+
+        from mem1_envs.trajectory_torch import collate
+
+        chosen = [self.packed[i] for i in indices]
+        batch = collate(chosen, dtype=dtype, device=device)
+        size = batch["input_ids"].shape[1]
+        for name, per_episode in self.arrays.items():
+            stacked = np.zeros((len(indices), size), np.float32)
+            for row, i in enumerate(indices):
+                stacked[row, : len(per_episode[i])] = per_episode[i]
+            batch[name] = torch.from_numpy(stacked).to(device)
+        return batch

@@ -1,0 +1,213 @@
+"""Configuration of the masked-PPO trainer: one frozen dataclass, two presets.
+
+``tiny-cpu`` trains the default tiny model on the small world in minutes on a laptop CPU;
+``qwen2.5-7b`` carries MEM1's hyperparameters (PPO with a critic, gamma = lambda = 1, clip 0.2,
+entropy 0.001, grad clip 1.0, KL 0.001 as k1 in the reward, actor lr 1e-6, critic lr 1e-5,
+128 episodes per step in mini-batches of 64, temperature 1, top-p 0.95, token-level loss).
+
+>>> config = preset("tiny-cpu", total_steps=3)
+>>> config.total_steps, config.advantage
+(3, 'gae')
+>>> preset("qwen2.5-7b").kl_mode, preset("qwen2.5-7b").actor_lr
+('k1_reward', 1e-06)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PRESETS", "PPOConfig", "preset"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Every setting of a training run (``scripts/train_ppo.py --help`` lists them as flags)."""
+
+    # -- model ---------------------------------------------------------------------------------
+    model: str | None = None
+    """Policy checkpoint directory or hub name (None: the default tiny model, built offline)."""
+    critic: str = "value_head"
+    """``"value_head"`` (a linear head on the policy), ``"separate"`` (own model) or ``"none"`` (GRPO)."""
+    critic_model: str | None = None
+    """Separate critic's initial weights (None: the policy's checkpoint)."""
+    dtype: str = "float32"
+    """``"float32"`` or ``"bfloat16"`` (autocast for the training forward, fp32 master weights)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (saves memory on long packed sequences)."""
+    attention: str = "dense"
+    """Packed-forward mask: ``"dense"`` additive float mask (FlexAttention block masks: see README)."""
+    lora_r: int = 0
+    """LoRA rank through peft (0: full fine-tuning); needs ``pip install mem1-envs[lora]``."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    # -- environment ---------------------------------------------------------------------------
+    env_id: str = "MEM1-MultiQA-v0"
+    """Environment id."""
+    env_kwargs: tuple[tuple[str, Any], ...] = (("world", "small"), ("num_objectives", 1), ("split", "train"))
+    """Keyword arguments of ``gym.make`` as pairs (a tuple keeps the config hashable)."""
+    num_envs: int = 16
+    """Environments stepped together per rank (one batched generation per turn)."""
+    # -- rollout -------------------------------------------------------------------------------
+    episodes_per_step: int = 16
+    """Global batch: episodes per optimizer step (all ranks together; MEM1: 128)."""
+    group_size: int = 1
+    """Rollouts per prompt (GRPO/GiGPO groups; 1 for PPO)."""
+    max_new_tokens: int = 48
+    """Per-turn generation limit (MEM1: 1000)."""
+    temperature: float = 1.0
+    """Sampling temperature (MEM1: 1)."""
+    top_p: float = 1.0
+    """Nucleus mass (MEM1: 0.95)."""
+    max_packed_tokens: int | None = None
+    """Token budget of one packed episode (D7 rule: drop earliest turns, never the answer)."""
+    old_logprobs: str = "rollout"
+    """``"rollout"`` (the sampler's, as produced) or ``"recompute"`` (the training forward's)."""
+    # -- algorithm -----------------------------------------------------------------------------
+    advantage: str = "gae"
+    """``"gae"`` (token-level), ``"turn"`` (turn-level GAE), ``"grpo"`` or ``"gigpo"``."""
+    gamma: float = 1.0
+    """Discount (MEM1: 1)."""
+    lam: float = 1.0
+    """GAE lambda (MEM1: 1)."""
+    whiten_advantages: bool = True
+    """Whiten advantages over the global batch (PPO modes)."""
+    gigpo_step_weight: float = 1.0
+    """Weight of the step-group advantage in ``"gigpo"``."""
+    clip_ratio: float = 0.2
+    """Surrogate clip (MEM1: 0.2)."""
+    value_clip: float | None = 0.5
+    """Value clip range (None: unclipped)."""
+    value_coef: float = 0.5
+    """Value-loss weight when the critic shares the optimizer step."""
+    entropy_coef: float = 0.001
+    """Entropy bonus (MEM1: 0.001)."""
+    kl_coef: float = 0.001
+    """KL-to-reference weight (MEM1: 0.001)."""
+    kl_mode: str = "k1_reward"
+    """``"k1_reward"`` (MEM1: ``-beta * k1`` per token in the reward), ``"k3_loss"`` or ``"none"``."""
+    ppo_epochs: int = 1
+    """Passes over each batch."""
+    mini_batch_episodes: int = 16
+    """Episodes per optimizer step inside a batch (global; MEM1: 64)."""
+    micro_batch_episodes: int = 8
+    """Episodes per forward/backward per rank (gradient accumulation in between)."""
+    # -- optimisation --------------------------------------------------------------------------
+    actor_lr: float = 1e-4
+    """Policy learning rate (MEM1: 1e-6)."""
+    critic_lr: float = 1e-3
+    """Critic learning rate (MEM1: 1e-5)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 0
+    """Linear learning-rate warmup, in optimizer steps."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (MEM1: 1.0)."""
+    # -- run -----------------------------------------------------------------------------------
+    total_steps: int = 20
+    """Training steps (one rollout batch each)."""
+    seed: int = 0
+    """Seed of everything (episode seeds are ``seed * 10**6 + step * episodes_per_step + i``)."""
+    out_dir: str = "runs/ppo"
+    """Where metrics, checkpoints and the final policy go."""
+    save_every: int = 10
+    """Checkpoint every this many steps (and at the end)."""
+    eval_every: int = 0
+    """Evaluate on held-out seeds every this many steps (0: never)."""
+    eval_episodes: int = 32
+    """Held-out episodes per evaluation (``split="test"``, greedy)."""
+    distributed: str = "ddp"
+    """With ``torchrun``: ``"ddp"`` or ``"fsdp2"`` (``fully_shard`` per decoder layer)."""
+    device: str = "auto"
+    """``"auto"`` (cuda when available), ``"cpu"`` or ``"cuda"``."""
+    progress: bool = True
+    """Show a tqdm progress bar on rank 0."""
+
+    def __post_init__(self) -> None:
+        choices = {
+            "critic": ("value_head", "separate", "none"),
+            "dtype": ("float32", "bfloat16"),
+            "attention": ("dense",),
+            "old_logprobs": ("rollout", "recompute"),
+            "advantage": ("gae", "turn", "grpo", "gigpo"),
+            "kl_mode": ("k1_reward", "k3_loss", "none"),
+            "distributed": ("ddp", "fsdp2"),
+            "device": ("auto", "cpu", "cuda"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("num_envs", "episodes_per_step", "group_size", "max_new_tokens", "ppo_epochs")
+        positive += ("mini_batch_episodes", "micro_batch_episodes", "total_steps", "save_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.episodes_per_step % self.group_size:
+            raise ValueError(
+                f"episodes_per_step ({self.episodes_per_step}) must be a multiple of group_size ({self.group_size})"
+            )
+        if self.episodes_per_step % self.mini_batch_episodes:
+            raise ValueError(
+                f"episodes_per_step ({self.episodes_per_step}) must be a multiple of "
+                f"mini_batch_episodes ({self.mini_batch_episodes})"
+            )
+        if self.advantage in ("grpo", "gigpo") and self.group_size < 2:
+            raise ValueError(f"advantage={self.advantage!r} needs group_size >= 2, got {self.group_size}")
+        if self.advantage in ("gae", "turn") and self.critic == "none":
+            raise ValueError(f"advantage={self.advantage!r} needs a critic, got critic='none'")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.critic != "none" and self.advantage in ("gae", "turn")
+
+    def env_options(self) -> dict[str, Any]:
+        return dict(self.env_kwargs)
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, PPOConfig] = {
+    "tiny-cpu": PPOConfig(),
+    "qwen2.5-7b": PPOConfig(
+        model="Qwen/Qwen2.5-7B-Instruct",
+        critic="separate",
+        dtype="bfloat16",
+        gradient_checkpointing=True,
+        env_kwargs=(("world", "default"), ("num_objectives", 2), ("max_turns", 6), ("split", "train")),
+        num_envs=64,
+        episodes_per_step=128,
+        max_new_tokens=1000,
+        temperature=1.0,
+        top_p=0.95,
+        max_packed_tokens=None,
+        advantage="gae",
+        gamma=1.0,
+        lam=1.0,
+        clip_ratio=0.2,
+        value_clip=0.5,
+        entropy_coef=0.001,
+        kl_coef=0.001,
+        kl_mode="k1_reward",
+        ppo_epochs=1,
+        mini_batch_episodes=64,
+        micro_batch_episodes=2,
+        actor_lr=1e-6,
+        critic_lr=1e-5,
+        warmup_steps=0,
+        grad_clip=1.0,
+        total_steps=200,
+        save_every=10,
+        eval_every=20,
+        eval_episodes=128,
+        distributed="fsdp2",
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> PPOConfig:
+    """A preset with fields replaced by ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name].replace(**overrides)

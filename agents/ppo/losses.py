@@ -1,0 +1,160 @@
+"""PPO loss terms as small pure functions over ``[B, S]`` tensors and a bool loss mask.
+
+Every reduction is token-level: a masked mean over all loss tokens of the batch (MEM1's
+aggregation). ``denominator`` lets a micro-batch divide by the token count of the whole
+(global, all-rank) mini-batch, so accumulated micro-batches and data-parallel ranks add up to
+exactly the loss of one big batch.
+
+>>> import pytest; torch = pytest.importorskip("torch")
+>>> x, m = torch.tensor([[1.0, 2.0, 30.0]]), torch.tensor([[True, True, False]])
+>>> masked_mean(x, m).item()
+1.5
+>>> masked_whiten(x, m).tolist()
+[[-1.0, 1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "entropy_from_logits",
+    "explained_variance",
+    "kl_k1",
+    "kl_k3",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "policy_loss",
+    "value_loss",
+]
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of ``values`` where ``mask`` is True (NaN/inf off the mask never leak in)."""
+    torch = _torch()
+    return torch.where(mask, values, torch.zeros_like(values)).sum()
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, denominator: Any = None) -> torch.Tensor:
+    """Mean over masked tokens, or the masked sum over ``denominator`` when given."""
+    total = masked_sum(values, mask)
+    if denominator is None:
+        return total / mask.sum().clamp(min=1)
+    return total / max(float(denominator), 1.0)
+
+
+def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
+    """Variance over masked tokens (biased by default, as whitening uses)."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    if unbiased:
+        count = mask.sum()
+        var = var * count / (count - 1).clamp(min=1)
+    return var
+
+
+def masked_whiten(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """``(x - mean) / std`` over masked tokens (0 off the mask); ``stats`` = global (mean, var)."""
+    torch = _torch()
+    mean, var = stats if stats is not None else (masked_mean(values, mask), masked_var(values, mask))
+    whitened = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask, whitened, torch.zeros_like(whitened))
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_ratio: float,
+    denominator: Any = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate ``-min(r A, clip(r, 1-e, 1+e) A)``, token-level mean.
+
+    Returns the loss and token sums for metrics: ``clipped`` (tokens where the clipped term was
+    taken), ``approx_kl`` (k3 of new vs old), and ``ratio``.
+    """
+    torch = _torch()
+    log_ratio = torch.where(mask, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, denominator)
+    with torch.no_grad():
+        stats = {
+            "clipped": masked_sum((clipped > unclipped).float(), mask),
+            "approx_kl": masked_sum(ratio - 1.0 - log_ratio, mask),
+            "ratio": masked_sum(ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float | None,
+    denominator: Any = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``0.5 * max((v - R)^2, (clip(v, v_old +- c) - R)^2)``, token-level mean (no clip: c None)."""
+    torch = _torch()
+    error = (values - returns) ** 2
+    if clip_range is None:
+        loss_tokens = error
+        clipped_flag = torch.zeros_like(error)
+    else:
+        clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+        clipped_error = (clipped_values - returns) ** 2
+        loss_tokens = torch.maximum(error, clipped_error)
+        clipped_flag = (clipped_error > error).float()
+    loss = 0.5 * masked_mean(loss_tokens, mask, denominator)
+    with torch.no_grad():
+        stats = {"vf_clipped": masked_sum(clipped_flag, mask)}
+    return loss, stats
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the categorical distribution of each row of logits (last dim)."""
+    torch = _torch()
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k1 estimator of KL(pi || ref) per token: ``log pi - log ref`` (MEM1 adds ``-beta * k1`` to rewards)."""
+    return logprobs - ref_logprobs
+
+
+def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k3 estimator per token: ``exp(ref - pi) - (ref - pi) - 1`` >= 0 (the in-loss form)."""
+    torch = _torch()
+    delta = (ref_logprobs - logprobs).clamp(-20.0, 20.0)
+    return torch.exp(delta) - delta - 1.0
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 - Var(R - V) / Var(R)`` over masked tokens (NaN when the returns do not vary)."""
+    var_returns = masked_var(returns, mask)
+    if float(var_returns) == 0.0:
+        return float("nan")
+    return float(1.0 - masked_var(returns - values, mask) / var_returns)
