@@ -99,6 +99,30 @@ class PageState:
         return cls(kind, fields.get("query", ""), page, product, options, fields.get("sub", ""))  # type: ignore[arg-type]
 
 
+def sanitize(shop: ShopEngine, state: PageState) -> PageState:
+    """``state`` if the shop can show it, else the search page (for states read from URLs).
+
+    >>> from mem1_envs.shop.engine import ShopEngine
+    >>> from mem1_envs.shop.catalog import generate_catalog
+    >>> shop = ShopEngine.build(generate_catalog(10, seed=0))
+    >>> sanitize(shop, PageState("item", "q", 1, 99))
+    PageState(kind='search', query='', results_page=1, product=-1, options=(), sub='')
+    """
+    if state.kind == "search":
+        return PageState()
+    if state.kind == "results":
+        pages = _n_pages(len(_results(shop, state.query)))
+        return state if 1 <= state.results_page <= pages else PageState()
+    if not 0 <= state.product < len(shop.catalog) or not 1 <= state.results_page <= 5:
+        return PageState()
+    offered = dict(shop.catalog.options(state.product))
+    if any(value not in offered.get(kind, ()) for kind, value in state.options):
+        return PageState()
+    if state.kind == "sub" and state.sub not in SUB_PAGES:
+        return PageState()
+    return state
+
+
 @dataclass(frozen=True)
 class Button:
     """A clickable: its label (shown) and the action it performs (``click[label]``)."""
