@@ -92,13 +92,17 @@ def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
     return preds, golds_lists
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    times, result = [], None
+def _median_times(fns: dict[str, object], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Median seconds of each function, timed in interleaved rounds (A B C A B C ...) so that a
+    change of load on a shared machine hits every side alike; also each function's last result."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    results: dict[str, object] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,18 +137,26 @@ def main(argv: list[str] | None = None) -> int:
         f1 = np.array([rewards.f1_score(p, g) for p, g in zip(preds, golds_lists, strict=True)])
         return em, f1
 
-    t_python, (em_py, f1_py) = _median_time(
-        lambda: rewards.batch_em_f1_python(preds, golds_lists), args.repeats
-    )
-    t_scalar, (em_sc, f1_sc) = _median_time(scalar_loop, args.repeats)
-    t_numba, (em_nb, f1_nb) = _median_time(lambda: rewards.batch_em_f1(preds, golds_lists), args.repeats)
-    t_prep, prepared = _median_time(lambda: rewards._prepare(preds, golds_lists), args.repeats)
-    tokens, offsets, pred_ids, gold_ids, gold_offsets = prepared
+    tokens, offsets, pred_ids, gold_ids, gold_offsets = rewards._prepare(preds, golds_lists)
     sorted_tokens = rewards._sort_segments(tokens, offsets)
     out = (np.zeros(args.pairs), np.zeros(args.pairs))
     kernel_args = (tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, *out)
-    t_par, _ = _median_time(lambda: rewards._score_parallel(*kernel_args), args.repeats)
-    t_ser, _ = _median_time(lambda: rewards._score_serial(*kernel_args), args.repeats)
+    medians, results = _median_times(
+        {
+            "python": lambda: rewards.batch_em_f1_python(preds, golds_lists),
+            "scalar": scalar_loop,
+            "numba": lambda: rewards.batch_em_f1(preds, golds_lists),
+            "prep": lambda: rewards._prepare(preds, golds_lists),
+            "parallel": lambda: rewards._score_parallel(*kernel_args),
+            "serial": lambda: rewards._score_serial(*kernel_args),
+        },
+        args.repeats,
+    )
+    t_python, t_scalar, t_numba = medians["python"], medians["scalar"], medians["numba"]
+    t_prep, t_par, t_ser = medians["prep"], medians["parallel"], medians["serial"]
+    em_py, f1_py = results["python"]
+    em_sc, f1_sc = results["scalar"]
+    em_nb, f1_nb = results["numba"]
     same = all(
         np.array_equal(a, b) for a, b in [(em_py, em_nb), (f1_py, f1_nb), (em_sc, em_nb), (f1_sc, f1_nb)]
     )
@@ -164,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(line("  numba scoring kernel, serial", t_ser))
     print(
         f"speed-up vs reference loop: {t_python / t_numba:.1f}x; vs exact_match + f1_score loop: "
-        f"{t_scalar / t_numba:.1f}x  ({args.repeats} repeats, medians, one run)"
+        f"{t_scalar / t_numba:.1f}x  ({args.repeats} interleaved repeats, medians, one run)"
     )
     print(
         f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
