@@ -48,10 +48,10 @@ __all__ = [
 ]
 
 _PUNCTUATION = frozenset(string.punctuation)
-# The reference pattern is r"\b(a|an|the)\b". On lower-cased text this one matches exactly the
-# same spans (an article starts with a word character, so the leading \b means "no word
-# character before it"), but it starts with a character class, which lets the regex engine
-# skip ahead to the next "a" or "t": twice as fast on long text.
+# The reference pattern is r"\b(a|an|the)\b". This one matches exactly the same spans on any
+# text (an article starts and ends with a word character, so its \b's mean "no word character
+# before" and "none after"; tests check it), but it starts with a character class, which lets
+# the regex engine skip ahead to the next "a" or "t": twice as fast on long text.
 _ARTICLES = re.compile(r"[at](?<!\w[at])(?:(?<=a)n?|(?<=t)he)(?!\w)")
 # Answers that HotpotQA treats as a class label rather than a span (F1 is 0 unless equal).
 _SPECIAL = ("yes", "no", "noanswer")
@@ -61,8 +61,9 @@ _SPECIAL = ("yes", "no", "noanswer")
 # across it), not punctuation, not a word character (\b sees a boundary), not white space
 # (so it stays a token of its own). These control characters are all of that.
 _SEPARATORS = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x10\x11"
-# Batches at least this big use the parallel kernel; smaller ones (an env step scores at
-# most a few dozen answers) use the serial kernel, which starts no threads.
+# Batches at least this big use the parallel (prange) kernel; smaller ones, such as an env
+# step's few dozen answers, use the serial kernel: it starts no threads, so it is safe in
+# forked vector-env workers (numba's OpenMP layer is not fork-safe) and costs no thread launch.
 PARALLEL_MIN_PAIRS = 4096
 
 

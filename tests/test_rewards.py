@@ -288,6 +288,22 @@ def test_score_answers_is_positional() -> None:
     assert score_answers(["a"], [])[0].shape == (0,)
 
 
+def _score_in_child(answers: list[str]) -> list[float]:
+    return score_answers(answers, [["Paris"], ["Lyon"]])[1].tolist()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
+def test_small_batches_work_in_forked_workers_after_a_parallel_call() -> None:
+    """AsyncVectorEnv forks workers; env-sized batches take the thread-free serial kernel."""
+    import multiprocessing
+
+    n = rewards.PARALLEL_MIN_PAIRS
+    batch_em_f1(["Paris"] * n, [["paris"]] * n)  # the parent has run the prange kernel
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_score_in_child, (["paris", "Nice"],))
+        assert result.get(timeout=120) == [1.0, 0.0]
+
+
 # ---------------------------------------------------------------------------- benchmark
 
 
