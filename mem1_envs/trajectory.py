@@ -85,6 +85,7 @@ __all__ = [
     "pack_exact_python",
     "pack_mem1",
     "tile_counts",
+    "tile_lists",
 ]
 
 # Segment kinds of a token inside a turn (context or generated).
@@ -716,6 +717,31 @@ def tile_counts(block_ids: np.ndarray, block_visible: np.ndarray, tile: int) -> 
         np.ascontiguousarray(block_visible, dtype=np.bool_),
         tile,
     )
+
+
+@numba.njit(cache=True)
+def _tile_lists_kernel(counts, full_count):  # pragma: no cover - jit
+    n = counts.shape[0]
+    partial_num = np.zeros(n, np.int32)
+    partial_idx = np.zeros((n, n), np.int32)
+    full_num = np.zeros(n, np.int32)
+    full_idx = np.zeros((n, n), np.int32)
+    for q in range(n):
+        for k in range(n):
+            c = counts[q, k]
+            if c == full_count:
+                full_idx[q, full_num[q]] = k
+                full_num[q] += 1
+            elif c > 0:
+                partial_idx[q, partial_num[q]] = k
+                partial_num[q] += 1
+    return partial_num, partial_idx, full_num, full_idx
+
+
+def tile_lists(counts: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """FlexAttention's block lists from :func:`tile_counts`: ``(partial_num, partial_idx, full_num,
+    full_idx)``, per query tile the number and (first columns of) indices of its key tiles."""
+    return _tile_lists_kernel(np.ascontiguousarray(counts, dtype=np.int64), tile * tile)
 
 
 def fill_dense_masks(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, fill_dense_masks, tile_counts
+from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, fill_dense_masks, tile_counts, tile_lists
 
 if TYPE_CHECKING:
     import torch
@@ -225,25 +225,17 @@ def make_block_mask(block_ids: torch.Tensor, block_visible: torch.Tensor, *, blo
     n_blocks = block_visible.shape[-1]
     ids_np = block_ids.cpu().numpy()
     visible_np = block_visible.cpu().numpy()
-    counts = torch.from_numpy(
-        np.stack([tile_counts(ids_np[b], visible_np[b], block_size) for b in range(rows)])
+    lists = [tile_lists(tile_counts(ids_np[b], visible_np[b], block_size), block_size) for b in range(rows)]
+    kv_num, kv_idx, full_num, full_idx = (
+        torch.from_numpy(np.stack([parts[k] for parts in lists]))[:, None].to(block_ids.device)
+        for k in range(4)
     )
-    full = counts == block_size * block_size
-    partial = (counts > 0) & ~full
-
-    def indices(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        order = torch.argsort((~selected).to(torch.int8), dim=-1, stable=True)  # selected tiles first
-        number = selected.sum(-1, dtype=torch.int32)
-        return number[:, None].to(block_ids.device), order[:, None].to(torch.int32).to(block_ids.device)
-
     flat_visible = block_visible.reshape(rows, n_blocks * n_blocks)
 
     def mask_mod(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
         pair = block_ids[b, q_idx] * n_blocks + block_ids[b, kv_idx]
         return (kv_idx <= q_idx) & flat_visible[b, pair]
 
-    kv_num, kv_idx = indices(partial)
-    full_num, full_idx = indices(full)
     return BlockMask.from_kv_blocks(
         kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size, mask_mod=mask_mod
     )
