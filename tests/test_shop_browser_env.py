@@ -16,6 +16,7 @@ from agents.scripted_shop import WebShopScriptedAgent
 from mem1_envs.shop.browser import process_running
 from mem1_envs.shop.browser_env import WebShopBrowserEnv
 from mem1_envs.shop.engine import ShopEngine, load_shop
+from mem1_envs.shop.pages import PageState
 from mem1_envs.shop.text_env import WebShopTextEnv
 
 pytestmark = pytest.mark.browser
@@ -103,15 +104,19 @@ def test_scripted_agent_reward_in_browser_mode(paired: list[dict[str, Any]]) -> 
 def test_parity_with_text_mode_on_edge_actions(shop: ShopEngine, browser_env: WebShopBrowserEnv) -> None:
     text = WebShopTextEnv(shop=shop, n_products=N_PRODUCTS)
     assert text.reset(seed=5) == browser_env.reset(seed=5)
-    errors = []
+    errors, pages = [], []
     for action in EDGE_ACTIONS:
         expected = text.step(action)
         assert browser_env.step(action) == expected, action
         errors.append(expected[4]["invalid_action"])
+        pages.append(PageState.from_query(expected[4]["page_state"]))
         assert not expected[2] and not expected[3]
-    assert errors[:3] == ["no_such_screen", None, "no_search_box"]
-    tail = ["unknown_button", errors[6], "no_such_screen", "no_action", "malformed", "too_long", None]
-    assert errors[5:] == [*tail, "empty_query", None]
+    assert errors == [
+        *("no_such_screen", None, "no_search_box", None, None, "unknown_button", None, "no_such_screen"),
+        *("no_action", "malformed", "too_long", None, "empty_query", None),
+    ]
+    assert pages[1].query == "Gluten FREE chips"  # spaces collapsed, as typed in the box
+    assert [p.results_page for p in pages[2:5]] == [1, 2, 1]  # "NEXT >" and the "prev" alias
     assert browser_env.browser_restarts == 0
 
 
