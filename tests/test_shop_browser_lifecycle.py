@@ -124,3 +124,50 @@ def test_killed_browser_is_detected_and_restarted() -> None:
     finally:
         browser.close()
     assert [pid for pid in second if process_running(pid)] == []
+
+
+def _children_of_this_process() -> set[int]:
+    """Live direct children of the test process (chromedriver is one while a browser runs)."""
+    me = os.getpid()
+    children = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] not in ("Z", "X"):
+                children.add(int(name))
+    return children
+
+
+def test_200_episodes_reuse_one_browser_and_close_leaves_nothing() -> None:
+    from mem1_envs.shop.browser_env import WebShopBrowserEnv
+    from mem1_envs.shop.engine import load_shop
+
+    children_before = _children_of_this_process()
+    env = WebShopBrowserEnv(shop=load_shop(2000, 0), n_products=2000, max_turns=1)
+    seen: set[int] = set()
+    roots = set()
+    try:
+        for episode in range(200):
+            env.reset(seed=episode)
+            *_, terminated, truncated, info = env.step("<summary>m</summary><answer>search[chips]</answer>")
+            assert truncated and info["page"] == "results" and "truncated_reason" not in info
+            if episode % 25 == 0:
+                seen |= env.owned_pids()
+                roots.add(env.browser.root_dir)
+        assert env.browser.starts == 1 and env.browser_restarts == 0 and len(roots) == 1
+        port = env.server.port
+        assert _port_open(port)
+        seen |= env.owned_pids()
+        assert env.browser.driver_pid in seen and len(seen) >= 3
+        assert _children_of_this_process() - children_before == {env.browser.driver_pid}
+    finally:
+        env.close()
+    assert [pid for pid in seen if process_running(pid)] == []
+    assert find_processes(cmdline_contains=roots.pop()) == set()
+    assert _children_of_this_process() - children_before == set()
+    assert not _port_open(port)
+    assert not [t for t in threading.enumerate() if t.name == f"mem1-shop-server-{port}"]
