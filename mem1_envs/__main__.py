@@ -114,7 +114,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mem1_envs.qa.server import ServiceLimits, open_index, serve
+    from mem1_envs.qa.index import open_index
+    from mem1_envs.qa.server import ServiceLimits, serve
 
     overrides = {
         "max_queries": args.max_queries,

@@ -10,8 +10,10 @@ from gymnasium import spaces
 
 from mem1_envs import protocol as proto
 from mem1_envs.memory import ContextPolicy, Turn, make_token_counter, truncate_to_tokens
+from mem1_envs.qa.data import compose_consecutive, split_by_text
+from mem1_envs.qa.remote import RetrievalServiceError
 from mem1_envs.qa.search import SearchEngine
-from mem1_envs.qa.sources import QASource, load_world_source
+from mem1_envs.qa.sources import QASource, load_source
 from mem1_envs.qa.world import Question
 from mem1_envs.rewards import score_answers
 
@@ -60,7 +62,30 @@ class MultiQAConfig:
     world_seed: int = 0
     """Seed of the generated world (the episode seed only draws questions)."""
     split: str = "all"
-    """Questions to draw from: ``"train"`` (90%), ``"test"`` (10%, never in train) or ``"all"``."""
+    """Questions to draw from: ``"train"`` (90%), ``"test"`` (10%, never in train) or ``"all"``.
+    World questions split by position; ``data`` questions by a hash of their text, so a question
+    that appears twice is never on both sides (use ``"all"`` with FlashRAG's own split files)."""
+    data: Any = None
+    """FlashRAG QA files to ask instead of the world's questions: ``"nq=path,hotpotqa=path"``, a
+    mapping ``{name: path}`` or one path; jsonl (plain or gzip) or parquet (:mod:`mem1_envs.qa.data`)."""
+    corpus: str | None = None
+    """Search-R1 corpus file (``{"id", "contents"}`` jsonl, plain or gzip) to search; without
+    ``index`` it is BM25-indexed into the cache on first use (keyed by its fingerprint)."""
+    index: str | None = None
+    """Index folder made by ``python -m mem1_envs build-index`` (BM25 or dense); with ``corpus``
+    too, the index must have been built from that corpus (fingerprint check)."""
+    search: str | None = None
+    """URL of a Search-R1 ``/retrieve`` server to search instead, e.g.
+    ``"http://127.0.0.1:8000/retrieve"`` (ours: ``python -m mem1_envs serve-retriever``)."""
+    compose: str = "random"
+    """How an episode's N questions are picked: ``"random"`` (N distinct questions of the split,
+    any source) or ``"consecutive"`` (MEM1's rule: N consecutive questions of one source file)."""
+    on_bad_row: str = "error"
+    """Bad rows in ``data`` files: ``"error"`` (names file and line) or ``"skip"`` (skipped, counted)."""
+    on_search_error: str = "raise"
+    """A search that fails mid-episode (a ``search`` server down after the client's retries):
+    ``"raise"`` (``RetrievalServiceError`` from ``step``; call ``reset`` after) or ``"truncate"``
+    (the episode ends truncated, reward 0, the error in ``info["search_error"]``)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -82,12 +107,38 @@ class MultiQAConfig:
             "reward_mode": ("sum", "mean"),
             "invalid_action": ("terminate", "penalize"),
             "split": ("train", "test", "all"),
+            "compose": ("random", "consecutive"),
+            "on_bad_row": ("error", "skip"),
+            "on_search_error": ("raise", "truncate"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         proto.get_tag_set(self.protocol)
         ContextPolicy(self.memory, window=self.window)
+        self._check_data_arguments()
+
+    def _check_data_arguments(self) -> None:
+        for name in ("corpus", "index", "search"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+        if self.search is not None and not self.search.startswith(("http://", "https://")):
+            raise ValueError(f"search must be an http(s) URL of a /retrieve endpoint, got {self.search!r}")
+        if self.search is not None and (self.index is not None or self.corpus is not None):
+            raise ValueError(
+                f"search={self.search!r} names a retrieval server; do not also give index= or corpus= "
+                f"(got index={self.index!r}, corpus={self.corpus!r})"
+            )
+        if self.data is not None:
+            from mem1_envs.qa.data import parse_data_spec
+
+            parse_data_spec(self.data)  # raises naming the bad entry
+            if self.corpus is None and self.index is None and self.search is None:
+                raise ValueError(
+                    f"data={self.data!r} needs something to search: corpus=, index= or search= "
+                    "(the generated world's passages do not answer real questions)"
+                )
 
     @property
     def turn_limit(self) -> int:
@@ -117,8 +168,11 @@ class MultiQAEnv(gym.Env[str, str]):
     any string is accepted (characters outside the charset too).
 
     ## Observation Space
-    ``Text`` (printable ASCII): the agent's whole context for the next turn, built by the
-    context policy (:mod:`mem1_envs.memory`). Characters outside the charset are replaced by ``?``.
+    ``Text``: the agent's whole context for the next turn, built by the context policy
+    (:mod:`mem1_envs.memory`). Charset: printable ASCII on the generated world; with ``data``,
+    ``corpus``, ``index`` or ``search`` (real, unicode text) the printable characters of Unicode's
+    Basic Multilingual Plane (:func:`mem1_envs.qa.sources.wide_charset`). Characters outside the
+    charset are replaced by ``?``.
 
     ## Rewards
     On an answer: the number of sub-answers that match a gold alias exactly after SQuAD
@@ -174,27 +228,49 @@ class MultiQAEnv(gym.Env[str, str]):
         )
         self._source = source
         self._attach_source()
-        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=self.charset)
         self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
         self._questions: list[Question] = []
         self._turns: list[Turn] = []
 
     # -- data -------------------------------------------------------------------------------
     def _attach_source(self) -> None:
-        source = self._source or load_world_source(self.config.world, self.config.world_seed)
-        self.questions = split_questions(source.questions, self.config.split)
+        config = self.config
+        source = self._source or load_source(
+            config.data,
+            config.corpus,
+            config.index,
+            config.search,
+            config.world,
+            config.world_seed,
+            config.on_bad_row,
+        )
+        split = split_by_text if source.split_rule == "text" else split_questions
+        self.questions = split(source.questions, config.split)
         self.engine: SearchEngine = source.engine
-        if len(self.questions) < self.config.num_objectives:
+        # The ASCII default keeps to_charset's fast path; a wide charset is checked as a frozenset.
+        self.charset = source.charset
+        self._allowed = source.charset if source.charset == proto.ASCII_CHARSET else frozenset(source.charset)
+        if len(self.questions) < config.num_objectives:
             raise ValueError(
-                f"num_objectives must be <= {len(self.questions)} questions available, "
-                f"got {self.config.num_objectives}"
+                f"num_objectives must be <= {len(self.questions)} questions available, got {config.num_objectives}"
             )
         self._question_index = {q.qid: q for q in self.questions}
+        self._groups = (
+            compose_consecutive(self.questions, config.num_objectives)
+            if config.compose == "consecutive"
+            else []
+        )
+        if config.compose == "consecutive" and not self._groups:
+            raise ValueError(
+                f"compose='consecutive' needs a source with >= num_objectives={config.num_objectives} "
+                f"questions in the {config.split!r} split"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         # The corpus and index are reloaded from the cache, not pickled with every env.
         state = self.__dict__.copy()
-        for name in ("questions", "engine", "_question_index"):
+        for name in ("questions", "engine", "_question_index", "_groups", "_allowed"):
             state.pop(name, None)
         return state
 
@@ -212,7 +288,7 @@ class MultiQAEnv(gym.Env[str, str]):
             obs=tags.observation,
         )
         questions = "; ".join(q.text if q.text.endswith("?") else q.text + "?" for q in self._questions)
-        return f"{instructions}\nAnswer the following questions: {questions}"
+        return proto.to_charset(f"{instructions}\nAnswer the following questions: {questions}", self._allowed)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
@@ -231,6 +307,8 @@ class MultiQAEnv(gym.Env[str, str]):
 
     def _draw_questions(self, options: dict[str, Any]) -> list[Question]:
         pinned = options.get("question_ids")
+        if pinned is None and self._groups:
+            return list(self._groups[int(self.np_random.integers(len(self._groups)))])
         if pinned is None:
             picks = self.np_random.choice(len(self.questions), size=self.config.num_objectives, replace=False)
             return [self.questions[int(i)] for i in picks]
@@ -251,10 +329,17 @@ class MultiQAEnv(gym.Env[str, str]):
         response_tokens = self.count_tokens(action) if isinstance(action, str) else 0
         extra: dict[str, Any] = {"invalid_action": parsed.error, "parse_notes": list(parsed.notes)}
         reward, terminated = 0.0, False
-        state = proto.wrap(self.tags.state, proto.to_charset(parsed.state))
+        state = proto.wrap(self.tags.state, proto.to_charset(parsed.state, self._allowed))
         if parsed.kind == "search":
-            query = proto.to_charset(parsed.content)
-            observation = self._search(query)
+            query = proto.to_charset(parsed.content, self._allowed)
+            try:
+                observation = self._search(query)
+            except RetrievalServiceError as error:
+                if self.config.on_search_error == "raise":
+                    self._questions = []  # this episode cannot go on: step() now asks for reset()
+                    raise
+                observation = proto.wrap(self.tags.observation, f"Search failed: {error}")
+                extra["search_error"] = str(error)
             self._turns.append(Turn(state, proto.wrap(self.tags.tag_for("search"), query), observation))
         elif parsed.kind == "answer":
             em, f1 = score_answers(list(parsed.answers), [q.golds for q in self._questions])
@@ -272,7 +357,7 @@ class MultiQAEnv(gym.Env[str, str]):
                 f"</{self.tags.tag_for('answer')}>."
             )
             self._turns.append(Turn(state, "", proto.wrap(self.tags.observation, self._hint() + message)))
-        truncated = not terminated and self._turn >= self.config.turn_limit
+        truncated = not terminated and (self._turn >= self.config.turn_limit or "search_error" in extra)
         observation, info = self._observe(response_tokens, extra)
         return observation, reward, terminated, truncated, info
 
@@ -285,7 +370,7 @@ class MultiQAEnv(gym.Env[str, str]):
         self._searches.append(query)
         self._retrieved.update(hit.doc_id for hit in hits)
         documents = proto.render_documents([(hit.title, hit.text) for hit in hits]) or "No documents found."
-        documents = proto.to_charset(documents)
+        documents = proto.to_charset(documents, self._allowed)
         documents = truncate_to_tokens(documents, self.config.max_observation_tokens, self.count_tokens)
         return proto.wrap(self.tags.observation, self._hint() + documents)
 

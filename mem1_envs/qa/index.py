@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus
-from mem1_envs.qa.search import BM25Engine, tokenize
+from mem1_envs.qa.search import BM25Engine, SearchEngine, tokenize
 
 INDEX_FORMAT = 1  # bump when the on-disk layout or the tokenizer changes
 TOKENIZER = "mem1-envs-regex-stopwords-v1"
@@ -230,9 +230,11 @@ def build_index(
             },
         )
         write_info(scratch, info)
-        if os.path.exists(out):
+        if overwrite and os.path.exists(out):
             shutil.rmtree(out)
-        os.rename(scratch, out)
+        elif os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        os.rename(scratch, out)  # fails if another build filled ``out`` meanwhile: never clobber it
         return info
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -285,3 +287,15 @@ def load_index(folder: str, corpus: str | None = None, mmap: bool = True) -> Per
             f"{info.num_passages} recorded"
         )
     return PersistentBM25Engine(folder, info, retriever, store)
+
+
+def open_index(folder: str, corpus: str | None = None, model: str | None = None) -> SearchEngine:
+    """Load a BM25 or a dense index folder (the kind recorded in its ``meta.json``).
+
+    ``model`` overrides a dense index's recorded model folder (e.g. on another machine).
+    """
+    if read_info(folder).kind == "dense":
+        from mem1_envs.qa.dense import load_dense_index
+
+        return load_dense_index(folder, corpus=corpus, model=model)
+    return load_index(folder, corpus=corpus)

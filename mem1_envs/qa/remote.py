@@ -12,8 +12,8 @@ a 5xx answer is retried with exponential back-off; when the tries are used up, o
 
 from __future__ import annotations
 
+import http.client
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -99,7 +99,7 @@ class RemoteEngine:
                 if error.code < 500:  # our request is wrong: retrying will not help
                     break
                 continue
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as error:
+            except (OSError, http.client.HTTPException) as error:  # refused, reset, timeout, cut off
                 failure = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
                 continue
             try:

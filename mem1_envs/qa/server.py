@@ -193,17 +193,6 @@ def create_app(engine: SearchEngine, limits: ServiceLimits | None = None) -> Any
     return Starlette(routes=[Route("/retrieve", retrieve, methods=["POST"])])
 
 
-def open_index(folder: str, corpus: str | None = None, model: str | None = None) -> SearchEngine:
-    """Load a BM25 or dense index folder (its kind is recorded in ``meta.json``)."""
-    from mem1_envs.qa.index import load_index, read_info
-
-    if read_info(folder).kind == "dense":
-        from mem1_envs.qa.dense import load_dense_index
-
-        return load_dense_index(folder, corpus=corpus, model=model)
-    return load_index(folder, corpus=corpus)
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (``port=0``: a free port, read it from ``getsockname()``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 
+from mem1_envs.protocol import ASCII_CHARSET
 from mem1_envs.qa.search import BM25Engine, SearchEngine
 from mem1_envs.qa.world import WORLD_SIZES, Question, World, WorldConfig, generate_world, split_contents
 
@@ -38,6 +39,27 @@ class QASource:
     name: str
     questions: list[Question]
     engine: SearchEngine
+    charset: str = ASCII_CHARSET
+    """Characters observations may hold; the rest become ``?`` (real corpora: :func:`wide_charset`)."""
+    split_rule: str = "position"
+    """How ``split`` divides the questions: ``"position"`` (every 10th is a test question, the
+    generated world) or ``"text"`` (a hash of the question text, real data: duplicates never
+    straddle train and test; :func:`mem1_envs.qa.data.split_by_text`)."""
+
+
+@functools.cache
+def wide_charset() -> str:
+    """Every printable character of Unicode's Basic Multilingual Plane, plus tab and newline.
+
+    The observation charset of envs over real data (about 55,500 characters: Latin, Greek,
+    Cyrillic, CJK, Arabic... as found in Wikipedia). Characters outside it (emoji and other
+    astral-plane characters, control characters) are replaced by ``?``.
+
+    >>> len(wide_charset()) > 50_000, "é" in wide_charset(), chr(0) in wide_charset()
+    (True, True, False)
+    """
+    printable = (chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF and chr(c).isprintable())
+    return "\t\n" + "".join(printable)
 
 
 def world_config(size: str | WorldConfig) -> WorldConfig:
@@ -103,3 +125,85 @@ def _question_from_row(row: dict) -> Question:
         tuple(row["support_ids"]),
         row.get("source", "world"),
     )
+
+
+def load_source(
+    data: object = None,
+    corpus: str | None = None,
+    index: str | None = None,
+    search: str | None = None,
+    world: str | WorldConfig = "default",
+    world_seed: int = 0,
+    on_bad_row: str = "error",
+) -> QASource:
+    """Resolve ``MEM1-MultiQA-v0``'s data arguments into a :class:`QASource` (memoised per process).
+
+    Questions: the FlashRAG files of ``data`` (:func:`mem1_envs.qa.data.parse_data_spec`), else
+    the generated world's. Engine, first that applies: the ``/retrieve`` server at ``search``;
+    the index folder ``index`` (checked against ``corpus`` when given); a BM25 index of
+    ``corpus`` built on first use into the cache (keyed by the corpus fingerprint); else the
+    world's. With none of the four, this is :func:`load_world_source`.
+    """
+    if data is not None and not isinstance(data, tuple):  # hashable, for the memo
+        from mem1_envs.qa.data import parse_data_spec
+
+        data = tuple(parse_data_spec(data).items())
+    if data is None and corpus is None and index is None and search is None:
+        return load_world_source(world, world_seed)
+    return _load_source(data, corpus, index, search, world, world_seed, on_bad_row)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_source(
+    data: tuple[tuple[str, str], ...] | None,
+    corpus: str | None,
+    index: str | None,
+    search: str | None,
+    world: str | WorldConfig,
+    world_seed: int,
+    on_bad_row: str,
+) -> QASource:
+    if data is not None:
+        from mem1_envs.qa.data import load_qa_sources
+
+        files = load_qa_sources(dict(data), on_bad_row=on_bad_row)
+        questions = [q for loaded in files for q in loaded.questions]
+        names = ",".join(loaded.name for loaded in files)
+    else:
+        world_source = load_world_source(world, world_seed)
+        questions, names = world_source.questions, world_source.name
+    engine: SearchEngine
+    if search is not None:
+        from mem1_envs.qa.remote import RemoteEngine
+
+        engine, where = RemoteEngine(search), search
+    elif index is not None:
+        from mem1_envs.qa.index import open_index
+
+        engine, where = open_index(index, corpus=corpus), index
+    elif corpus is not None:
+        engine, where = cached_corpus_index(corpus), corpus
+    else:
+        engine, where = load_world_source(world, world_seed).engine, "world"
+    return QASource(
+        f"{names}@{where}",
+        questions,
+        engine,
+        charset=wide_charset(),
+        split_rule="text" if data is not None else "position",
+    )
+
+
+def cached_corpus_index(corpus: str) -> SearchEngine:
+    """The BM25 index of a corpus file from the cache, built there first if missing."""
+    from mem1_envs.qa.corpus import corpus_fingerprint
+    from mem1_envs.qa.index import INDEX_FORMAT, build_index, load_index
+
+    folder = os.path.join(cache_dir(), f"index-bm25-v{INDEX_FORMAT}-{corpus_fingerprint(corpus)}")
+    if not os.path.exists(os.path.join(folder, "meta.json")):
+        try:
+            build_index(corpus, folder)
+        except (FileExistsError, OSError):
+            if not os.path.exists(os.path.join(folder, "meta.json")):  # not a concurrent build that won
+                raise
+    return load_index(folder, corpus=corpus)
