@@ -358,8 +358,6 @@ def _prepare(
     except TypeError:  # an alias list without len() or an unhashable value: say which
         _validate(preds, golds_lists)
         raise
-    if not set(map(type, strings)) <= {str}:
-        _validate(preds, golds_lists)
     index = dict(zip(strings, range(len(strings)), strict=True))
     pred_ids = np.fromiter(map(index.__getitem__, preds), dtype=np.int64, count=len(preds))
     gold_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
@@ -367,7 +365,11 @@ def _prepare(
     gold_ids = np.fromiter(
         map(index.__getitem__, chain.from_iterable(golds_lists)), dtype=np.int64, count=int(gold_offsets[-1])
     )
-    flat, marker = _flat_tokens(strings)
+    try:
+        flat, marker = _flat_tokens(strings)  # str.join rejects anything but str
+    except TypeError:
+        _validate(preds, golds_lists)
+        raise
     # Ids 0, 1, 2 are the special answers yes/no/noanswer (see _pair_scores); the marker's id
     # only separates strings.
     vocab = {word: k for k, word in enumerate(dict.fromkeys(chain(_SPECIAL, flat)))}

@@ -265,6 +265,10 @@ def test_bad_arguments_name_the_value() -> None:
         batch_em_f1(["a", "b"], [["a"], None])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"golds_lists\[0\].*got list: \['x'\]"):
         batch_em_f1(["a"], [[["x"]]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"preds\[0\] must be a str, got bytes: b'x'"):
+        batch_em_f1([b"x"], [["x"]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"alias in golds_lists\[1\] must be a str, got int: 3"):
+        batch_em_f1(["a", "b"], [["a"], ["b", 3]])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="not a single str"):
         batch_em_f1("abc", ["a", "b", "c"])
     with pytest.raises(TypeError, match="not a single str"):
