@@ -160,7 +160,8 @@ class ShopEpisode:
     def step(self, response: object) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self.turn += 1
         parsed = proto.parse_response(response, self.tags)
-        response_tokens = self.count(response) if isinstance(response, str) else 0
+        # Tokens of the part the parser reads (a 10 MB response costs a bounded count).
+        response_tokens = self.count(response[: proto.DEFAULT_MAX_CHARS]) if isinstance(response, str) else 0
         state_block = proto.wrap(self.tags.state, proto.to_charset(parsed.state))
         error = parsed.error
         action = proto.to_charset(parsed.content) if parsed.valid else ""

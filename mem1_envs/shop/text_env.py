@@ -111,8 +111,9 @@ class WebShopTextEnv(gym.Env[str, str]):
     ## Action Space
     ``Text``: one model response, ``<summary>memory</summary><answer>search[query]</answer>`` or
     ``<summary>memory</summary><answer>click[button]</answer>``; ``click[next page]``,
-    ``click[prev page]``, ``click[page N]`` move between screens of a long page. Any string is
-    accepted (characters outside the charset too).
+    ``click[prev page]``, ``click[page N]`` move between screens of a long page. The space's
+    length is the parser's 100,000 characters; any string is accepted (a longer one is cut,
+    characters outside the charset too).
 
     ## Observation Space
     ``Text`` (printable ASCII): the next context: the prompt (with the instruction, always or
@@ -181,7 +182,9 @@ class WebShopTextEnv(gym.Env[str, str]):
         self.goals = list(goals) if goals is not None else None
         self._attach()
         self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
-        self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        # The parser reads the first DEFAULT_MAX_CHARS characters of a response (a longer one is
+        # accepted and cut), so that is the action space's length.
+        self.action_space = spaces.Text(proto.DEFAULT_MAX_CHARS, charset=proto.ASCII_CHARSET)
         config = self.config
         self.episode = ShopEpisode(
             self.shop,
