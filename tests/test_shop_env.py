@@ -62,7 +62,6 @@ def test_pickled_env_continues_identically():
 
 
 def _make_small():
-    import mem1_envs  # noqa: F401  (spawned workers import the ids afresh)
 
     return gym.make("MEM1-WebShop-v0", **SMALL)
 
