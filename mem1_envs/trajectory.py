@@ -84,6 +84,7 @@ __all__ = [
     "pack_exact",
     "pack_exact_python",
     "pack_mem1",
+    "pack_records",
     "tile_counts",
     "tile_lists",
 ]
@@ -266,6 +267,8 @@ class PackedTrajectory:
         rewards: per-token reward (per-turn and final rewards on last generated tokens), float32.
         old_logprobs: sampler log-probs on generated tokens, NaN where unknown, float32 ``[S]``.
         dropped_turns: turns left out by the D7 rule (see the module docstring).
+        episode_index: which packed episode each token belongs to (0 unless built by
+            :func:`concat_packed`), int32 ``[S]``; GAE never crosses episodes.
         released_rules: built with MEM1's released rules: collation then reproduces D1 too.
     """
 
@@ -279,7 +282,12 @@ class PackedTrajectory:
     rewards: np.ndarray
     old_logprobs: np.ndarray
     dropped_turns: tuple[int, ...] = field(default_factory=tuple)
+    episode_index: np.ndarray | None = None
     released_rules: bool = False
+
+    def __post_init__(self) -> None:
+        if self.episode_index is None:
+            object.__setattr__(self, "episode_index", np.zeros(self.input_ids.shape, np.int32))
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -490,6 +498,26 @@ def pack_exact(
     )
 
 
+def pack_records(
+    records: Sequence[RolloutRecord], max_tokens: int | None = None
+) -> tuple[list[PackedTrajectory], list[int]]:
+    """Pack records exactly under the D7 rule; returns ``(packed, skipped)`` where ``skipped``
+    lists the indices of records whose prompt plus final turn exceed ``max_tokens`` (report them).
+
+    >>> record = RolloutRecord([1] * 5, [TurnRecord([], [2, 3])])
+    >>> packed, skipped = pack_records([record, RolloutRecord([1], [TurnRecord([], [2])])], max_tokens=4)
+    >>> len(packed), skipped
+    (1, [0])
+    """
+    packed, skipped = [], []
+    for index, record in enumerate(records):
+        try:
+            packed.append(record.pack(max_tokens=max_tokens))
+        except EpisodeTooLongError:
+            skipped.append(index)
+    return packed, skipped
+
+
 # ----------------------------------------------------------------------------------------------
 # MEM1's single-copy packing
 # ----------------------------------------------------------------------------------------------
@@ -597,14 +625,16 @@ def concat_packed(parts: Sequence[PackedTrajectory]) -> PackedTrajectory:
         raise ValueError("cannot mix released-rules and fixed trajectories in one row")
     n_blocks = sum(p.num_blocks for p in parts)
     visible = np.zeros((n_blocks, n_blocks), np.bool_)
-    block_ids, pred_index = [], []
-    token_offset = block_offset = 0
+    block_ids, pred_index, episode_index = [], [], []
+    token_offset = block_offset = episode_offset = 0
     for p in parts:
         visible[block_offset : block_offset + p.num_blocks, block_offset : block_offset + p.num_blocks] = (
             p.block_visible
         )
         block_ids.append(p.block_ids + block_offset)
         pred_index.append(np.where(p.pred_index >= 0, p.pred_index + token_offset, -1))
+        episode_index.append(p.episode_index + episode_offset)
+        episode_offset += int(p.episode_index.max()) + 1
         token_offset += len(p)
         block_offset += p.num_blocks
     return PackedTrajectory(
@@ -618,6 +648,7 @@ def concat_packed(parts: Sequence[PackedTrajectory]) -> PackedTrajectory:
         rewards=np.concatenate([p.rewards for p in parts]),
         old_logprobs=np.concatenate([p.old_logprobs for p in parts]),
         dropped_turns=(),
+        episode_index=np.concatenate(episode_index).astype(np.int32),
         released_rules=parts[0].released_rules,
     )
 
@@ -786,16 +817,21 @@ def dense_mask_python(block_ids: Sequence[int], block_visible: np.ndarray) -> np
 
 
 @numba.njit(cache=True)
-def _gae_kernel(rewards, values, mask, gamma, lam):  # pragma: no cover - jit
+def _gae_kernel(rewards, values, mask, episodes, gamma, lam):  # pragma: no cover - jit
     rows, size = rewards.shape
     advantages = np.zeros((rows, size), np.float32)
     returns = np.zeros((rows, size), np.float32)
     for b in range(rows):
         next_value = 0.0
         running = 0.0
+        later_episode = -1
         for i in range(size - 1, -1, -1):
             if not mask[b, i]:
                 continue  # context copies, observations, prompt, padding: not actions
+            if episodes[b, i] != later_episode:  # the last action of an episode: terminal
+                next_value = 0.0
+                running = 0.0
+                later_episode = episodes[b, i]
             delta = rewards[b, i] + gamma * next_value - values[b, i]
             running = delta + gamma * lam * running
             advantages[b, i] = running
@@ -805,15 +841,21 @@ def _gae_kernel(rewards, values, mask, gamma, lam):  # pragma: no cover - jit
 
 
 def gae_generated(
-    rewards: np.ndarray, values: np.ndarray, mask: np.ndarray, gamma: float = 1.0, lam: float = 1.0
+    rewards: np.ndarray,
+    values: np.ndarray,
+    mask: np.ndarray,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    episode_index: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token-level GAE over the tokens where ``mask`` is True, skipping all others.
 
     The generated tokens of an episode, in packed order, form the MDP: the value after the
     last generated token of a turn is the value of the first generated token of the next turn;
-    after the episode's last one it is 0. Arrays are ``[S]`` or ``[B, S]`` (one episode per row,
-    or several when a row packs episodes: then pass one row per episode). Returns
-    ``(advantages, returns)``, zero outside the mask. MEM1 uses gamma = lambda = 1.
+    after the episode's last one it is 0. Arrays are ``[S]`` or ``[B, S]``; for rows that pack
+    several episodes pass ``episode_index`` (same shape, e.g. the collated ``episode_index``) so
+    that no episode bootstraps from the next one. Returns ``(advantages, returns)``, zero
+    outside the mask. MEM1 uses gamma = lambda = 1.
 
     >>> adv, ret = gae_generated(np.array([0, 0, 1.0]), np.array([0.5, 9, 0.5]), np.array([1, 0, 1], bool))
     >>> adv.tolist(), ret.tolist()
@@ -829,8 +871,18 @@ def gae_generated(
         raise ValueError(
             f"rewards, values, mask shapes differ: {rewards.shape}, {values.shape}, {mask.shape}"
         )
+    episodes = (
+        np.zeros(rewards.shape, np.int64) if episode_index is None else np.asarray(episode_index, np.int64)
+    )
+    if episodes.shape != rewards.shape:
+        raise ValueError(f"episode_index must have shape {rewards.shape}, got {episodes.shape}")
     adv, ret = _gae_kernel(
-        np.atleast_2d(rewards), np.atleast_2d(values), np.atleast_2d(mask), np.float32(gamma), np.float32(lam)
+        np.atleast_2d(rewards),
+        np.atleast_2d(values),
+        np.atleast_2d(mask),
+        np.atleast_2d(episodes),
+        np.float32(gamma),
+        np.float32(lam),
     )
     return (adv[0], ret[0]) if single else (adv, ret)
 
@@ -841,20 +893,24 @@ def gae_generated_python(
     mask: Sequence[bool],
     gamma: float = 1.0,
     lam: float = 1.0,
+    episode_index: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plain-Python twin of :func:`gae_generated` for one row: compress, textbook GAE, scatter."""
-    where = [i for i, m in enumerate(mask) if m]
-    r = [float(rewards[i]) for i in where]
-    v = [float(values[i]) for i in where] + [0.0]
-    adv = [0.0] * len(where)
-    running = 0.0
-    for t in reversed(range(len(where))):
-        delta = r[t] + gamma * v[t + 1] - v[t]
-        running = delta + gamma * lam * running
-        adv[t] = running
+    """Plain-Python twin of :func:`gae_generated` for one row: per episode, compress the masked
+    tokens, run textbook GAE, scatter back."""
+    episodes = [0] * len(mask) if episode_index is None else [int(e) for e in episode_index]
     advantages = np.zeros(len(mask), np.float32)
     returns = np.zeros(len(mask), np.float32)
-    for t, i in enumerate(where):
-        advantages[i] = adv[t]
-        returns[i] = adv[t] + v[t]
+    for episode in sorted(set(episodes)):
+        where = [i for i, m in enumerate(mask) if m and episodes[i] == episode]
+        r = [float(rewards[i]) for i in where]
+        v = [float(values[i]) for i in where] + [0.0]
+        adv = [0.0] * len(where)
+        running = 0.0
+        for t in reversed(range(len(where))):
+            delta = r[t] + gamma * v[t + 1] - v[t]
+            running = delta + gamma * lam * running
+            adv[t] = running
+        for t, i in enumerate(where):
+            advantages[i] = adv[t]
+            returns[i] = adv[t] + v[t]
     return advantages, returns

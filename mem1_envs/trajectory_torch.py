@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, fill_dense_masks, tile_counts, tile_lists
+from mem1_envs.trajectory import (
+    PackedTrajectory,
+    RolloutRecord,
+    fill_dense_masks,
+    pack_records,
+    tile_counts,
+    tile_lists,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +106,8 @@ def collate(
         device: where the tensors go.
 
     Returns a dict: ``input_ids``, ``position_ids``, ``loss_mask``, ``pred_index`` (-1 off the
-    loss), ``rewards``, ``old_logprobs`` (NaN where unknown), ``block_ids``, ``block_visible``,
+    loss), ``rewards``, ``old_logprobs`` (NaN where unknown), ``episode_index`` (-1 on padding;
+    for ``gae_generated``), ``block_ids``, ``block_visible``,
     ``lengths``, ``offsets`` (where each row's tokens start) and the mask.
     """
     torch = _torch()
@@ -125,6 +133,7 @@ def collate(
     pred_index = np.full((rows, size), -1, np.int64)
     rewards = np.zeros((rows, size), np.float32)
     old_logprobs = np.full((rows, size), np.nan, np.float32)
+    episode_index = np.full((rows, size), -1, np.int32)
     for b, t in enumerate(trajectories):
         span = slice(offsets[b], offsets[b] + len(t))
         input_ids[b, span] = t.input_ids
@@ -133,6 +142,7 @@ def collate(
         pred_index[b, span] = np.where(t.pred_index >= 0, t.pred_index + offsets[b], -1)
         rewards[b, span] = t.rewards
         old_logprobs[b, span] = t.old_logprobs
+        episode_index[b, span] = t.episode_index
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(device)
@@ -144,6 +154,7 @@ def collate(
         "pred_index": tensor(pred_index),
         "rewards": tensor(rewards),
         "old_logprobs": tensor(old_logprobs),
+        "episode_index": tensor(episode_index),
         "block_ids": tensor(block_ids),
         "block_visible": tensor(visible),
         "lengths": torch.tensor([len(t) for t in trajectories], device=device),
@@ -278,5 +289,11 @@ def forward_logprobs(model: Any, batch: dict[str, Any]) -> torch.Tensor:
 def collate_records(
     records: Sequence[RolloutRecord], *, max_tokens: int | None = None, **options: Any
 ) -> dict[str, Any]:
-    """Pack each record exactly (D7 rule with ``max_tokens``) and :func:`collate` them."""
-    return collate([record.pack(max_tokens=max_tokens) for record in records], **options)
+    """Pack records exactly (``pack_records``: the D7 rule with ``max_tokens``) and :func:`collate`
+    them; ``batch["skipped"]`` lists the records left out because their final turn did not fit."""
+    packed, skipped = pack_records(records, max_tokens=max_tokens)
+    if not packed:
+        raise ValueError(f"every record exceeds max_tokens={max_tokens}: nothing to collate")
+    batch = collate(packed, **options)
+    batch["skipped"] = skipped
+    return batch

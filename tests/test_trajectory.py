@@ -26,6 +26,7 @@ from mem1_envs.trajectory import (
     pack_exact,
     pack_exact_python,
     pack_mem1,
+    pack_records,
     tile_counts,
 )
 
@@ -210,9 +211,10 @@ def test_gae_kernel_matches_python_twin(size: int, seed: int, gamma: float, lam:
     rewards = rng.normal(size=(3, size)).astype(np.float32)
     values = rng.normal(size=(3, size)).astype(np.float32)
     mask = rng.random((3, size)) < 0.6
-    adv, ret = gae_generated(rewards, values, mask, gamma, lam)
+    episodes = np.sort(rng.integers(0, 3, (3, size)), axis=1)  # rows packing several episodes
+    adv, ret = gae_generated(rewards, values, mask, gamma, lam, episode_index=episodes)
     for b in range(3):
-        adv_py, ret_py = gae_generated_python(rewards[b], values[b], mask[b], gamma, lam)
+        adv_py, ret_py = gae_generated_python(rewards[b], values[b], mask[b], gamma, lam, episodes[b])
         np.testing.assert_allclose(adv[b], adv_py, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(ret[b], ret_py, rtol=1e-4, atol=1e-4)
     assert not adv[~mask].any()
@@ -225,6 +227,18 @@ def test_gae_skips_context_tokens_on_a_packed_episode() -> None:
     # gamma = lambda = 1: every generated token's return is the final reward.
     np.testing.assert_allclose(ret[packed.loss_mask], [1.0, 1.0, 1.0])
     np.testing.assert_allclose(adv[packed.loss_mask], 1.0 - values[packed.loss_mask])
+    # Two episodes in one row: the first does not bootstrap from the second.
+    row = concat_packed([packed, pack_exact([1], [([], [2])], final_reward=5.0)])
+    _, ret = gae_generated(row.rewards, np.zeros(len(row)), row.loss_mask, episode_index=row.episode_index)
+    assert ret[row.loss_mask].tolist() == [1.0, 1.0, 1.0, 5.0]
+    single, _ = gae_generated(row.rewards, np.zeros(len(row)), row.loss_mask)
+    assert single[row.loss_mask].tolist() == [6.0, 6.0, 6.0, 5.0]  # what ignoring episodes would do
+
+
+def test_pack_records_reports_episodes_whose_answer_cannot_fit() -> None:
+    records = [RolloutRecord([1] * 6, [TurnRecord([], [2, 3])]), RolloutRecord([1], [TurnRecord([], [2])])]
+    packed, skipped = pack_records(records, max_tokens=5)
+    assert skipped == [0] and len(packed) == 1 and packed[0].input_ids.tolist() == [1, 2]
 
 
 @settings(max_examples=40, deadline=None)
