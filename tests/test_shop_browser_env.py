@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 import mem1_envs  # noqa: F401  (registers the ids)
 from agents.scripted_shop import WebShopScriptedAgent
 from mem1_envs.shop.browser import process_running
-from mem1_envs.shop.browser_env import WebShopBrowserEnv
+from mem1_envs.shop.browser_env import INPUT_MODES, WebShopBrowserEnv
 from mem1_envs.shop.engine import ShopEngine, load_shop
 from mem1_envs.shop.pages import PageState
 from mem1_envs.shop.text_env import WebShopTextEnv
@@ -34,6 +34,21 @@ def browser_env(shop: ShopEngine) -> Any:
     env = WebShopBrowserEnv(shop=shop, n_products=N_PRODUCTS)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def native_env(shop: ShopEngine) -> Any:
+    env = WebShopBrowserEnv(shop=shop, n_products=N_PRODUCTS, input_mode="native")
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module", params=INPUT_MODES)
+def mode_env(
+    request: Any, browser_env: WebShopBrowserEnv, native_env: WebShopBrowserEnv
+) -> WebShopBrowserEnv:
+    """The browser env in each input mode (script: the default; native: WebDriver clicks and keys)."""
+    return {"script": browser_env, "native": native_env}[request.param]
 
 
 def act(text: str) -> str:
@@ -85,9 +100,9 @@ def _paired_run(text: WebShopTextEnv, browser: WebShopBrowserEnv, seed: int) -> 
 
 
 @pytest.fixture(scope="module")
-def paired(shop: ShopEngine, browser_env: WebShopBrowserEnv) -> list[dict[str, Any]]:
+def paired(shop: ShopEngine, mode_env: WebShopBrowserEnv) -> list[dict[str, Any]]:
     text = WebShopTextEnv(shop=shop, n_products=N_PRODUCTS)
-    return [_paired_run(text, browser_env, seed) for seed in range(8)]
+    return [_paired_run(text, mode_env, seed) for seed in range(8)]
 
 
 def test_parity_with_text_mode_on_scripted_episodes(paired: list[dict[str, Any]]) -> None:
@@ -101,8 +116,9 @@ def test_scripted_agent_reward_in_browser_mode(paired: list[dict[str, Any]]) -> 
     assert np.mean(rewards) >= 0.8, rewards
 
 
-def test_parity_with_text_mode_on_edge_actions(shop: ShopEngine, browser_env: WebShopBrowserEnv) -> None:
+def test_parity_with_text_mode_on_edge_actions(shop: ShopEngine, mode_env: WebShopBrowserEnv) -> None:
     text = WebShopTextEnv(shop=shop, n_products=N_PRODUCTS)
+    browser_env = mode_env
     assert text.reset(seed=5) == browser_env.reset(seed=5)
     errors, pages = [], []
     for action in EDGE_ACTIONS:

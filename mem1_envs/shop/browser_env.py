@@ -4,10 +4,11 @@ The text env's episode core (:class:`~mem1_envs.shop.episode.ShopEpisode`) is re
 its *display* changes. Where the text env renders a state with ``render_text``, this env performs
 the action in a real browser and reads the page back from the live DOM:
 
-- ``search[q]``: types the query into the page's search box and presses Enter (the form's GET
-  goes to the web app, which runs the page model's transition and serves the results page);
+- ``search[q]``: fills the page's search box and submits its form (``input_mode="native"``:
+  types the query and presses Enter); the form's GET goes to the web app, which runs the page
+  model's transition and serves the results page;
 - ``click[b]``: clicks the ``<a class="btn">`` whose ``data-action`` is the action (its link
-  goes to the web app, which applies it);
+  goes to the web app, which applies it; ``"native"``: a WebDriver element click);
 - then waits for the new document and reads ``textContent`` of every ``#page .line`` element
   (the reading contract of :mod:`mem1_envs.shop.render_html`), which is the observation's page.
 
@@ -109,9 +110,11 @@ class WebShopBrowserEnv(WebShopTextEnv):
     ## Arguments
     Every ``MEM1-WebShop-v0`` argument, plus ``browser_config`` (a
     :class:`~mem1_envs.shop.browser.BrowserConfig`: binaries, timeouts, extra flags) and
-    ``input_mode``: ``"native"`` (default: WebDriver clicks the element and types the query with
-    key events, as a user would) or ``"script"`` (the page's own ``click()``/``requestSubmit()``
-    called from JavaScript: fewer WebDriver round trips, same requests and pages).
+    ``input_mode``: ``"script"`` (default: the page's own ``click()`` on the button element and
+    ``requestSubmit()`` on the search form, called through WebDriver; the browser then issues
+    the same requests and loads the same pages as for a user) or ``"native"`` (WebDriver's
+    element click, with its visibility and hit tests, and the query typed as key events, as a
+    user would; about 50 ms more per step, see BENCHMARKS.md).
 
     ## Version History
     * v0: initial version.
@@ -130,7 +133,7 @@ class WebShopBrowserEnv(WebShopTextEnv):
         render_mode: str | None = None,
         shop: ShopEngine | None = None,
         browser_config: BrowserConfig | None = None,
-        input_mode: str = "native",
+        input_mode: str = "script",
         **kwargs: Any,
     ):
         if input_mode not in INPUT_MODES:
