@@ -186,3 +186,8 @@ def test_sanitize_keeps_reachable_states_and_drops_impossible_ones():
     ]
     for state in bad:
         assert sanitize(SHOP, state) == PageState()
+
+
+def test_state_round_trips_through_an_address_with_awkward_values():
+    state = PageState("item", 'a&b=c "q" | x/y', 2, 7, (("size", "12 | pack"), ("color", "a=b&c")), "")
+    assert PageState.from_query(state.to_query()) == state

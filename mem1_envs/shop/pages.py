@@ -76,19 +76,33 @@ class PageState:
     sub: str = ""
 
     def to_query(self) -> str:
-        """URL query string of this state (the web app's address for it)."""
-        fields = {"kind": self.kind, "query": self.query, "page": self.results_page, "product": self.product}
-        fields["options"] = "|".join(f"{k}={v}" for k, v in self.options)
-        fields["sub"] = self.sub
+        """URL query string of this state (the web app's address for it).
+
+        Options travel as repeated ``option_kind``/``option_value`` pairs, so any character in
+        a value (WebShop's values hold ``|``, ``/``, ``=``) survives the round trip.
+        """
+        fields: list[tuple[str, object]] = [
+            ("kind", self.kind),
+            ("query", self.query),
+            ("page", self.results_page),
+            ("product", self.product),
+        ]
+        for kind, value in self.options:
+            fields += [("option_kind", kind), ("option_value", value)]
+        fields.append(("sub", self.sub))
         return urlencode(fields)
 
     @classmethod
     def from_query(cls, text: str) -> PageState:
-        """Inverse of :meth:`to_query` (unknown or bad fields fall back to the defaults)."""
-        fields = dict(parse_qsl(text, keep_blank_values=True))
-        options = tuple(
-            tuple(pair.split("=", 1)) for pair in fields.get("options", "").split("|") if "=" in pair
-        )
+        """Inverse of :meth:`to_query` (unknown or bad fields fall back to the defaults).
+
+        Use :func:`sanitize` before showing a state read from an address.
+        """
+        pairs = parse_qsl(text, keep_blank_values=True)
+        fields = dict(pairs)
+        kinds = [v for k, v in pairs if k == "option_kind"]
+        values = [v for k, v in pairs if k == "option_value"]
+        options = tuple(zip(kinds, values, strict=False))
         try:
             page, product = int(fields.get("page", 1)), int(fields.get("product", -1))
         except ValueError:
@@ -96,7 +110,7 @@ class PageState:
         kind = fields.get("kind", "search")
         if kind not in ("search", "results", "item", "sub", "done"):
             kind = "search"
-        return cls(kind, fields.get("query", ""), page, product, options, fields.get("sub", ""))  # type: ignore[arg-type]
+        return cls(kind, fields.get("query", ""), page, product, options, fields.get("sub", ""))
 
 
 def sanitize(shop: ShopEngine, state: PageState) -> PageState:
