@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         args.episodes, args.repeats, args.sizes = 20, 1, [2_000]
     env_size = 2_000 if args.quick else 10_000
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus")
+    print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     ShopEngine.build(generate_catalog(50, seed=1))  # warm-up: imports and first-call costs not timed
     print("\n## catalog generation + index (no cache)")
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"numba {r['numba_s'] * 1000:.1f} ms, python {r['python_s'] * 1000:.1f} ms, speed-up {r['speedup']:.0f}x"
     )
+    print("\nload average at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
 
