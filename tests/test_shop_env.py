@@ -286,3 +286,17 @@ def test_unknown_argument_and_step_before_reset():
         WebShopTextEnv(**SMALL).step(act("search[x]"))
     with pytest.raises(ValueError, match="max_context_tokens=20 cannot hold the prompt"):
         WebShopTextEnv(**SMALL, max_context_tokens=20).reset(seed=0)
+
+
+def test_a_giant_invalid_action_is_echoed_only_in_part():
+    env = gym.make("MEM1-WebShop-v0", **SMALL, memory="full")
+    env.reset(seed=0)
+    observation, reward, terminated, truncated, info = env.step(act("click[" + "z" * 50_000 + "]"))
+    assert info["invalid_action"] == "too_long" and len(observation) < 5_000
+
+
+def test_last_turn_invalid_keeps_its_penalty():
+    env = gym.make("MEM1-WebShop-v0", **SMALL, max_turns=1)
+    env.reset(seed=0)
+    observation, reward, terminated, truncated, info = env.step(act("click[nothing]"))
+    assert truncated and reward == -0.1

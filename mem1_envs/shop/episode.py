@@ -43,6 +43,7 @@ PROMPT = (
 
 _SCROLL = re.compile(r"^(?:(next|prev|previous) page|page (\d{1,6}))$")
 SCROLL_ERROR = "no_such_screen"
+MAX_ECHO_CHARS = 400
 
 
 def split_screens(page_text: str, screen_tokens: int, count: TokenCounter) -> tuple[list[str], str]:
@@ -170,6 +171,9 @@ class ShopEpisode:
             error, purchase = self._act(action)
         extra: dict[str, Any] = {"invalid_action": error, "parse_notes": list(parsed.notes)}
         reward, terminated = 0.0, False
+        if error is not None and len(action) > MAX_ECHO_CHARS:
+            # An invalid giant action is echoed in the next context only in part.
+            action = action[:MAX_ECHO_CHARS] + " [...]"
         action_block = proto.wrap(self.tags.tag_for("answer"), action) if action else ""
         if error is not None:
             self.invalid_count += 1
@@ -191,7 +195,7 @@ class ShopEpisode:
                 terminated = len(self.purchases) >= len(self.goal.items)
         truncated = not terminated and self.turn >= self.turn_limit
         if (terminated and error is None) or truncated:
-            reward = self._final_reward()
+            reward += self._final_reward()  # a last invalid turn keeps its penalty
         observation, info = self._observe(response_tokens, extra)
         return observation, reward, terminated, truncated, info
 

@@ -126,7 +126,8 @@ class WebShopTextEnv(gym.Env[str, str]):
     Other steps earn 0. An invalid action (protocol error, ``malformed``, ``too_long``,
     ``empty_query``, ``no_search_box``, ``unknown_button``, ``no_such_screen``) leaves the page
     unchanged and earns ``-invalid_penalty`` (``"penalize"``), or ends the episode with reward 0
-    (``"terminate"``).
+    (``"terminate"``). On the last turn the penalty adds to the end reward. An invalid action is
+    echoed in the next context cut to 400 characters.
 
     ## Episode End
     Terminated when the goal's items are bought (one purchase per item) or on an invalid action
