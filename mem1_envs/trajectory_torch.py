@@ -253,12 +253,20 @@ def make_block_mask(block_ids: torch.Tensor, block_visible: torch.Tensor, *, blo
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of a Hugging Face causal-LM forward for a collated batch."""
-    if "attention_mask" not in batch:
-        raise ValueError("the batch has no dense attention_mask: collate with mask='dense'")
+    """The keyword arguments of a Hugging Face causal-LM forward for a collated batch.
+
+    A ``mask="block"`` batch passes its ``BlockMask`` as ``attention_mask``: load the model with
+    ``attn_implementation="flex_attention"`` for it.
+    """
+    if "attention_mask" in batch:
+        mask = batch["attention_mask"]
+    elif "block_mask" in batch:
+        mask = batch["block_mask"]
+    else:
+        raise ValueError("the batch has no attention mask: collate with mask='dense' or mask='block'")
     return {
         "input_ids": batch["input_ids"],
-        "attention_mask": batch["attention_mask"],
+        "attention_mask": mask,
         "position_ids": batch["position_ids"],
         "use_cache": False,
     }

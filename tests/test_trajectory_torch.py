@@ -265,3 +265,20 @@ def test_numba_mask_equals_torch_twin_and_block_mask() -> None:
     got = flex.flex_attention(q, k, v, block_mask=block_mask)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert "block_mask" in collate(parts, mask="block", block_size=16)
+
+
+@pytest.mark.train  # compiles FlexAttention for the CPU: one to two minutes
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_hugging_face_flex_attention_with_block_mask_matches_dense() -> None:
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    rng = np.random.default_rng(4)
+    episodes = [random_episode(rng, "window", 3) for _ in range(2)]
+    trajectories = [
+        pack_exact(e["prompt"], [(t["context"], generated(t)) for t in e["turns"]]) for e in episodes
+    ]
+    model = tiny_model("qwen2", "sdpa")
+    with torch.no_grad():
+        dense = forward_logprobs(model, collate(trajectories, pad_to_multiple_of=16))
+        model.set_attn_implementation("flex_attention")
+        block = forward_logprobs(model, collate(trajectories, mask="block", block_size=16))
+    assert float((dense - block).abs().max()) < EXACT
