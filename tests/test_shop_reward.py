@@ -140,3 +140,15 @@ def test_kernel_rejects_ragged_batches():
     arrays["prod_price"] = arrays["prod_price"][:3]
     with pytest.raises(ValueError, match="prod_price has 3 rows, expected 4"):
         batch_item_reward(TABLES, **arrays)
+
+
+def test_serial_and_parallel_kernels_agree_on_a_large_batch():
+    from mem1_envs.shop import reward
+
+    triples = _random_triples(200, seed=4) * 25  # 5,000 rows: the parallel path
+    arrays = _batch(triples)
+    assert len(triples) >= reward.PARALLEL_MIN_TRIPLES
+    parallel = batch_item_reward(TABLES, **arrays)
+    serial = reward._batch_kernel_serial(*reward._arrays(TABLES, **arrays))
+    assert np.array_equal(parallel, serial)
+    assert np.array_equal(parallel, batch_item_reward_python(TABLES, **arrays))

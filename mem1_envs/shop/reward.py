@@ -203,14 +203,21 @@ def _score_one(b, goal_type, goal_attrs, goal_values, price_upper, prod_type, pr
 _score_one_jit = numba.njit(cache=bool(os.environ.get("NUMBA_CACHE_DIR")))(_score_one)
 
 
-@numba.njit(parallel=True, cache=bool(os.environ.get("NUMBA_CACHE_DIR")))
-def _batch_kernel(goal_type, goal_attrs, goal_values, price_upper, prod_type, prod_attrs, chosen, prod_price,
-                  attribute_match, value_match, type_table):  # fmt: skip
+def _batch_loop(goal_type, goal_attrs, goal_values, price_upper, prod_type, prod_attrs, chosen, prod_price,
+                attribute_match, value_match, type_table):  # fmt: skip
     out = np.empty(goal_type.shape[0], dtype=np.float64)
     for b in numba.prange(goal_type.shape[0]):
         out[b] = _score_one_jit(b, goal_type, goal_attrs, goal_values, price_upper, prod_type, prod_attrs,
                                 chosen, prod_price, attribute_match, value_match, type_table)  # fmt: skip
     return out
+
+
+_CACHE = bool(os.environ.get("NUMBA_CACHE_DIR"))
+_batch_kernel = numba.njit(parallel=True, cache=_CACHE)(_batch_loop)
+# Small batches skip the thread pool: waking threads costs more than scoring a few thousand
+# triples, and a forked worker (AsyncVectorEnv) never touches numba's threading layer.
+_batch_kernel_serial = numba.njit(cache=_CACHE)(_batch_loop)
+PARALLEL_MIN_TRIPLES = 4096
 
 
 def _arrays(tables: RewardTables, **arrays: np.ndarray) -> list[np.ndarray]:
@@ -234,13 +241,15 @@ def _arrays(tables: RewardTables, **arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def batch_item_reward(tables: RewardTables, **arrays: np.ndarray) -> np.ndarray:
-    """Rewards of B triples (numba, parallel). Keyword arrays, all with B rows, -1 padded:
+    """Rewards of B triples (numba; parallel from 4096 triples). Keyword arrays, all with B rows, -1 padded:
 
     goal_type [B], goal_attrs [B, A], goal_values [B, O] (option value ids), price_upper [B]
     (cents), prod_type [B], prod_attrs [B, P], chosen [B, C] (selected value ids), prod_price [B]
     (cents).
     """
-    return _batch_kernel(*_arrays(tables, **arrays))
+    args = _arrays(tables, **arrays)
+    kernel = _batch_kernel if args[0].shape[0] >= PARALLEL_MIN_TRIPLES else _batch_kernel_serial
+    return kernel(*args)
 
 
 def batch_item_reward_python(tables: RewardTables, **arrays: np.ndarray) -> np.ndarray:
