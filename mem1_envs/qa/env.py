@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -192,6 +192,10 @@ class MultiQAEnv(gym.Env[str, str]):
     ``parse_notes``, ``searches``, ``support_recall`` (share of the questions' supporting
     passages the searches retrieved), and after an answer ``em`` and ``f1`` per objective and
     ``answer_count_ok``.
+
+    ## Vector envs
+    ``gym.vector.SyncVectorEnv`` works as is; ``AsyncVectorEnv`` needs ``shared_memory=False``
+    (Gymnasium's shared-memory path garbles ``Text`` observations across processes).
 
     ## Arguments
     See :class:`MultiQAConfig`; e.g. ``gym.make("MEM1-MultiQA-v0", num_objectives=4, memory="full")``.
@@ -397,6 +401,16 @@ class MultiQAEnv(gym.Env[str, str]):
         }
         self._last_observation = context.text
         return context.text, info
+
+    def set_context_policy(self, memory: str, window: int | None = None) -> None:
+        """Switch the context policy (``"mem1"``, ``"window"``, ``"full"``) of this running env.
+
+        Used by ``wrappers.HistoryMode`` for baselines. The turns so far are kept, so the next
+        observation is built by the new policy; ``window=None`` keeps the current window.
+        """
+        window = self.config.window if window is None else window
+        self.config = replace(self.config, memory=memory, window=window)  # validates both
+        self.policy = ContextPolicy(memory, self.config.max_context_tokens, window, self.count_tokens)
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
