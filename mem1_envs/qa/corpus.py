@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 from array import array
@@ -65,15 +64,6 @@ def join_contents(title: str, text: str) -> str:
     return f'"{title}"\n{text}'
 
 
-def open_text(path: str) -> IO[str]:
-    """Open a text file for reading, transparently gunzipping it (detected by its magic bytes)."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="\n")
-    return open(path, encoding="utf-8", newline="\n")
-
-
 def iter_corpus(path: str, limit: int | None = None) -> Iterator[Passage]:
     """Stream a Search-R1 corpus: one :class:`Passage` per non-blank line, in file order
     (the first ``limit`` passages when ``limit`` is given).
@@ -85,30 +75,34 @@ def iter_corpus(path: str, limit: int | None = None) -> Iterator[Passage]:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"corpus file not found: {path!r}")
-    with open_text(path) as handle:
-        line_number = count = 0
-        lines = iter(handle)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as error:
-                raise CorpusError(f"{path}:{line_number + 1}: not UTF-8 ({error.reason})") from None
-            except (OSError, EOFError) as error:  # truncated or corrupt gzip stream
-                raise CorpusError(f"{path}:{line_number + 1}: cannot read ({error})") from None
-            line_number += 1
-            if not line.strip():
-                continue
-            yield _passage_from_line(line, path, line_number)
-            count += 1
-            if limit is not None and count >= limit:
-                return
+    # Binary lines, decoded one at a time: an encoding error is reported at its own line.
+    with open_binary(path) as handle:
+        count = 0
+        line_number = 0
+        try:
+            for line_number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                yield _passage_from_line(line, path, line_number)
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+        except (OSError, EOFError) as error:  # truncated or corrupt gzip stream
+            raise CorpusError(f"{path}:{line_number + 1}: cannot read ({error})") from None
 
 
-def _passage_from_line(line: str, path: str, line_number: int) -> Passage:
+def open_binary(path: str) -> IO[bytes]:
+    """Open a file for binary reading, transparently gunzipping it (detected by its magic bytes)."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _passage_from_line(line: bytes, path: str, line_number: int) -> Passage:
     try:
         row = json.loads(line)
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path}:{line_number}: not UTF-8 ({error.reason})") from None
     except json.JSONDecodeError as error:
         raise CorpusError(f"{path}:{line_number}: broken JSON ({error.msg})") from None
     if not isinstance(row, dict):
