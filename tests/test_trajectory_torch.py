@@ -17,7 +17,6 @@ transformers = pytest.importorskip("transformers")
 
 from mem1_envs.trajectory import (  # noqa: E402
     KIND_ACTION,
-    KIND_OBSERVATION,
     KIND_STATE,
     RolloutRecord,
     TurnRecord,
@@ -163,7 +162,6 @@ def test_sequence_packed_row_and_records_path(family) -> None:
     assert [s[2].tolist() for s in records[0].mem1_steps()] == [
         t["observation"].tolist() for t in episodes[0]["turns"]
     ]
-    assert KIND_OBSERVATION == 3
 
 
 def test_wrong_positions_are_detected() -> None:
