@@ -45,7 +45,14 @@ this sample; the other blocks are unchanged because blocks never see each other)
 fits, and :attr:`PackedTrajectory.dropped_turns` reports which. The last turn, which carries the
 final answer and the task reward, is never dropped: when the prompt plus the last turn alone
 exceed ``n``, :class:`EpisodeTooLongError` is raised so the caller skips (and counts) the
-episode instead of training on a reward whose answer it cut away.
+episode instead of training on a reward whose answer it cut away (:func:`pack_records` does
+that and lists the skipped episodes).
+
+The trainer's path: the rollout collector fills one :class:`RolloutRecord` per episode; then
+``batch = collate_records(records)`` (``mem1_envs.trajectory_torch``), one model forward,
+``gather_logprobs(logits, batch)`` for per-token log-probs aligned with ``input_ids``, and
+:func:`gae_generated` on ``batch["rewards"]``, the critic's values and ``batch["loss_mask"]``
+(with ``episode_index`` when rows pack several episodes).
 
 >>> packed = pack_exact([7, 8], [([], [1, 2]), ([5], [3])])
 >>> packed.input_ids.tolist(), packed.position_ids.tolist()
