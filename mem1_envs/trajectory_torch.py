@@ -108,7 +108,10 @@ def collate(
     Returns a dict: ``input_ids``, ``position_ids``, ``loss_mask``, ``pred_index`` (-1 off the
     loss), ``rewards``, ``old_logprobs`` (NaN where unknown), ``episode_index`` (-1 on padding;
     for ``gae_generated``), ``block_ids``, ``block_visible``,
-    ``lengths``, ``offsets`` (where each row's tokens start) and the mask.
+    ``lengths``, ``offsets`` (where each row's tokens start) and the mask. There is no
+    Hugging Face ``labels`` on purpose: the model would shift them by one position, which is
+    wrong wherever a turn's first token is predicted by the prompt's end; score tokens with
+    :func:`gather_logprobs` (it follows ``pred_index``).
     """
     torch = _torch()
     if not trajectories:
