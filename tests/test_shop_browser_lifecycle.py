@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -163,7 +167,10 @@ def test_200_episodes_reuse_one_browser_and_close_leaves_nothing() -> None:
         assert _port_open(port)
         seen |= env.owned_pids()
         assert env.browser.driver_pid in seen and len(seen) >= 3
-        assert _children_of_this_process() - children_before == {env.browser.driver_pid}
+        assert _children_of_this_process() - children_before == {
+            env.browser.driver_pid,
+            env.browser._watchdog.pid,
+        }
     finally:
         env.close()
     assert [pid for pid in seen if process_running(pid)] == []
@@ -171,3 +178,31 @@ def test_200_episodes_reuse_one_browser_and_close_leaves_nothing() -> None:
     assert _children_of_this_process() - children_before == set()
     assert not _port_open(port)
     assert not [t for t in threading.enumerate() if t.name == f"mem1-shop-server-{port}"]
+
+
+def test_watchdog_cleans_up_after_an_owner_killed_without_close(tmp_path: Any) -> None:
+    """SIGKILL skips atexit and __del__: the watchdog still removes the browser and its folder."""
+    script = (
+        "import os, signal, sys\n"
+        "from mem1_envs.shop.browser import ManagedBrowser\n"
+        "browser = ManagedBrowser()\n"
+        "browser.driver.get('data:text/html,hi')\n"
+        "print(browser.root_dir, *sorted(browser.owned_pids()), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root_of_repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root_of_repo
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    root, *pids = result.stdout.split()
+    assert len(pids) >= 4  # chromedriver, chromium and helpers, the watchdog
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [int(pid) for pid in pids if process_running(int(pid))]
+        if not left and not find_processes(cmdline_contains=root) and not os.path.exists(root):
+            break
+        time.sleep(0.2)
+    assert [int(pid) for pid in pids if process_running(int(pid))] == []
+    assert find_processes(cmdline_contains=root) == set()
+    assert not os.path.exists(root)

@@ -17,6 +17,9 @@ Lifecycle rules (the reasons are the known problems of the original WebShop brow
   leave the group (the crash handler) carry ``root_dir`` in their command line. ``owned_pids()``
   is the union of the three; ``close()`` quits the driver, then SIGKILLs whatever of it is left
   and waits until it is gone. ``__del__`` and an ``atexit`` hook call ``close()`` as a safety net.
+- A watchdog (a tiny ``sh`` loop in its own session) kills the browser's process group and
+  removes ``root_dir`` if the owning Python process dies without ``close()`` (SIGKILL, a
+  terminated vector-env worker), when neither ``atexit`` nor ``__del__`` can run.
 - A dead browser is detected (``is_alive()``, or any driver error) and ``restart()`` brings a
   fresh one up; the caller decides what that means for its episode.
 
@@ -214,6 +217,7 @@ class ManagedBrowser:
         self.root_dir: str | None = None
         self.driver_pid: int | None = None
         self.starts = 0  # how many browsers this object has started (restarts included)
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         _LIVE_BROWSERS.add(self)
 
@@ -275,6 +279,7 @@ class ManagedBrowser:
                 raise
             self._driver = driver
             self._record_driver_pid()
+            self._start_watchdog()
             self.starts += 1
             try:
                 driver.command_executor._client_config.timeout = self.config.command_timeout_s
@@ -282,6 +287,33 @@ class ManagedBrowser:
                 pass
             driver.set_page_load_timeout(self.config.page_load_timeout_s)
             driver.set_script_timeout(self.config.page_load_timeout_s)
+
+    def _start_watchdog(self) -> None:
+        """A tiny shell process that cleans up if this Python process dies without ``close()``.
+
+        ``atexit`` and ``__del__`` do not run when the owner is killed (SIGKILL, SIGTERM, a
+        vector-env worker terminated), and Chromium outlives a dead chromedriver. The watchdog
+        sleeps until the owner is gone, then kills chromedriver's process group and removes the
+        temp folder. It runs in its own session, so a signal to the owner's group spares it;
+        ``close()`` kills it by pid.
+        """
+        if self.driver_pid is None or self.root_dir is None:
+            return
+        self._watchdog = subprocess.Popen(
+            [
+                "/bin/sh",
+                "-c",
+                _WATCHDOG,
+                "mem1-envs-browser-watchdog",
+                str(os.getpid()),
+                str(self.driver_pid),
+                self.root_dir,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _record_driver_pid(self) -> None:
         process = getattr(self._service, "process", None)
@@ -329,7 +361,7 @@ class ManagedBrowser:
             pids |= descendants(self.driver_pid)
             pids |= find_processes(pgid=self.driver_pid)
         if self.root_dir is not None:
-            pids |= find_processes(cmdline_contains=self.root_dir)
+            pids |= find_processes(cmdline_contains=self.root_dir)  # the watchdog names it too
         return {pid for pid in pids if process_running(pid)}
 
     # -- stopping ------------------------------------------------------------------------------
@@ -344,6 +376,13 @@ class ManagedBrowser:
                 quitter = threading.Thread(target=_quiet_quit, args=(driver,), daemon=True)
                 quitter.start()
                 quitter.join(timeout_s)
+            watchdog, self._watchdog = self._watchdog, None
+            if watchdog is not None:
+                try:  # first, so it cannot race the cleanup below; its group holds its `sleep`
+                    os.killpg(watchdog.pid, signal.SIGKILL)
+                except OSError:
+                    watchdog.kill()
+                watchdog.wait()
             self._kill_owned(timeout_s)
             service, self._service = self._service, None
             process = getattr(service, "process", None)
@@ -393,6 +432,16 @@ class ManagedBrowser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# $1 owner pid, $2 chromedriver pid (= its process group), $3 the temp folder.
+_WATCHDOG = """
+while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+kill -9 "-$2" 2>/dev/null
+sleep 1
+kill -9 "-$2" 2>/dev/null
+rm -rf -- "$3"
+"""
 
 
 def _quiet_quit(driver: Any) -> None:
