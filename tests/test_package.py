@@ -39,3 +39,12 @@ def test_demo_script_runs_and_prints_the_table():
     lines = result.stdout.splitlines()
     assert lines[0].split(" | ")[:3] == ["objectives", "memory", "EM      "[: len(lines[0].split(" | ")[2])]]
     assert len(lines) == 2 + 4  # header, rule, 2 objectives x 2 memories
+
+
+def test_env_benchmark_quick_runs():
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_env.py", "--quick"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("1 |", "4 |", "16 |"))]
+    assert len(rows) == 6 and all(row.split(" | ")[3] == "1.000" for row in rows)
