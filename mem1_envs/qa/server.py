@@ -224,6 +224,7 @@ def serve(
 ) -> None:
     """Serve until interrupted; prints ``serving at http://HOST:PORT/retrieve`` once listening."""
     server = _uvicorn_server(create_app(engine, limits), log_level)
+    engine.search(["warm up"], 1)  # JIT compilation (numba, torch) before the first client waits on it
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     print(f"serving at http://{host}:{actual}/retrieve", flush=True)
