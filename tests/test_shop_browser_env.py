@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -13,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import mem1_envs  # noqa: F401  (registers the ids)
 from agents.scripted_shop import WebShopScriptedAgent
-from mem1_envs.shop.browser import process_running
+from mem1_envs.shop.browser import BrowserConfig, process_running
 from mem1_envs.shop.browser_env import INPUT_MODES, WebShopBrowserEnv
 from mem1_envs.shop.engine import ShopEngine, load_shop
 from mem1_envs.shop.pages import PageState
@@ -184,6 +185,24 @@ def test_killed_browser_is_restarted_and_the_episode_truncated(shop: ShopEngine)
     finally:
         env.close()
     assert [pid for pid in first | second if process_running(pid)] == []
+
+
+def test_hung_browser_times_out_and_is_restarted(shop: ShopEngine) -> None:
+    config = BrowserConfig(page_load_timeout_s=2.0, command_timeout_s=2.0)
+    env = WebShopBrowserEnv(shop=shop, n_products=N_PRODUCTS, browser_config=config)
+    try:
+        env.reset(seed=0)
+        env.step(act("search[potato chips]"))
+        first = env.owned_pids()
+        os.kill(env.browser.browser_pid(), signal.SIGSTOP)  # alive but frozen: commands hang
+        start = time.monotonic()
+        *_, terminated, truncated, info = env.step(act("click[back to search]"))
+        assert truncated and "timed out" in info["truncated_reason"].lower()
+        assert time.monotonic() - start < 30 and info["browser_restarts"] == 1
+        assert [pid for pid in first if process_running(pid)] == []  # the frozen one was killed
+        assert env.reset(seed=1)[1]["page"] == "search"
+    finally:
+        env.close()
 
 
 def test_gymnasium_env_checker(browser_env: WebShopBrowserEnv) -> None:

@@ -338,7 +338,8 @@ class ManagedBrowser:
             return False
 
     def restart(self) -> None:
-        """Replace the browser by a fresh one (after a crash)."""
+        """Replace the browser by a fresh one (after a crash or a hang: no polite quit first)."""
+        self.close(polite=False)
         self.start()
 
     def browser_pid(self) -> int | None:
@@ -366,11 +367,14 @@ class ManagedBrowser:
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Quit the driver, kill every process it left, remove the temp folder. Idempotent."""
+    def close(self, timeout_s: float = 5.0, polite: bool = True) -> None:
+        """Quit the driver, kill every process it left, remove the temp folder. Idempotent.
+
+        ``polite=False`` skips the WebDriver ``quit`` (a hung browser would make it wait).
+        """
         with self._lock:
             driver, self._driver = self._driver, None
-            if driver is not None:
+            if driver is not None and polite:
                 # quit() ends the session politely; it may hang or fail on a dead browser, so it
                 # runs in a thread we do not wait for longer than timeout_s.
                 quitter = threading.Thread(target=_quiet_quit, args=(driver,), daemon=True)

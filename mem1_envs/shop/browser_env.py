@@ -18,8 +18,9 @@ observations, rewards and ``info`` are identical for the same seeds and actions.
 ``data-state`` is checked against the state the page model expects: a browser showing anything
 else counts as a failure.
 
-Browser failures (a killed Chromium or chromedriver, a page that does not load in
-``page_load_timeout_s``, a page that is not the expected one) never raise from ``step``: the
+Browser failures (a killed Chromium or chromedriver, a frozen one that does not answer a
+command within ``command_timeout_s``, a page that does not load in ``page_load_timeout_s``, a
+page that is not the expected one) never raise from ``step``: the
 browser is restarted, and the step returns ``truncated=True`` with
 ``info["truncated_reason"] = "browser_failure: <error>"`` and ``info["browser_restarts"]``; the
 reward is what a turn limit at that point would give. ``reset`` retries once on a fresh browser.
