@@ -33,9 +33,16 @@ from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 CACHE_VERSION = 1
 MAX_RESULTS = 50  # a search keeps its top 50 products, as WebShop does
 # bm25s's numba kernels are not cached by numba, so each new process (every AsyncVectorEnv worker)
-# would pay 6-10 s of compilation on its first query; the numpy backend answers a query over 10k
-# products in about 1 ms with no warm-up, far below a step's budget.
-SEARCH_BACKEND = "numpy"
+# pays 6-14 s of compilation on its first query. The numpy backend needs no warm-up and answers
+# a query over 10k products in 1-2 ms, but over 1M products in about 300 ms, where numba takes
+# 3 ms. So: numpy below NUMBA_SEARCH_FROM products, numba from there on (where building the
+# index takes far longer than the compilation anyway).
+NUMBA_SEARCH_FROM = 200_000
+
+
+def search_backend(n_products: int) -> str:
+    """The bm25s backend used for a catalog of ``n_products``."""
+    return "numba" if n_products >= NUMBA_SEARCH_FROM else "numpy"
 
 
 def cache_root() -> str:
@@ -97,7 +104,7 @@ class ShopEngine:
         import bm25s
 
         documents, vocabulary = _build_token_ids(catalog)
-        retriever = bm25s.BM25(backend=SEARCH_BACKEND)
+        retriever = bm25s.BM25(backend=search_backend(len(catalog)))
         retriever.index((documents, vocabulary), show_progress=show_progress)
         ids = np.arange(len(catalog)).astype(str)
         return cls(catalog, BM25Engine(retriever, ids, ids, ids))
@@ -139,7 +146,7 @@ class ShopEngine:
             **fields,
         )
         retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=True)
-        retriever.backend = SEARCH_BACKEND
+        retriever.backend = search_backend(len(catalog))
         ids = np.arange(len(catalog)).astype(str)
         return cls(catalog, BM25Engine(retriever, ids, ids, ids))
 
