@@ -2,10 +2,11 @@
 
 :func:`build_index` reads the corpus once. Each passage is tokenized (the tokenizer of
 :mod:`mem1_envs.qa.search`), written to a :class:`~mem1_envs.qa.corpus.PassageStore` and
-reduced to integer ``(document, term, count)`` triples in numpy chunks, so memory grows with
-the number of distinct terms per passage (12 bytes each), never with Python objects per token.
-The BM25 scores (Lucene variant, the formula of ``bm25s``) are then computed with numpy and saved
-in ``bm25s``'s own format, which :func:`load_index` opens memory-mapped.
+reduced to integer ``(document, term, count)`` triples, saved to disk in numpy chunks. The BM25
+scores (Lucene variant, the formula of ``bm25s``) are then computed chunk by chunk and placed
+straight into memory-mapped files in ``bm25s``'s own format, which :func:`load_index` opens
+memory-mapped. Memory therefore grows with the vocabulary and the passage count, not with the
+corpus text, and no Python object per token or per passage is ever held.
 
 Every index records a fingerprint of the corpus file it was built from
 (:func:`~mem1_envs.qa.corpus.corpus_fingerprint`); loading it next to a different corpus is an
@@ -96,18 +97,21 @@ def check_corpus(info: IndexInfo, corpus: str | None, folder: str) -> None:
 
 
 class _TermCounter:
-    """Turns passages into ``(document, term, count)`` triples, a numpy chunk at a time."""
+    """Turns passages into ``(document, term, count)`` triples, saved to disk a chunk at a time.
 
-    def __init__(self, chunk_tokens: int):
+    Also keeps what the scores need globally: the vocabulary, document lengths (4 bytes per
+    passage) and document frequencies.
+    """
+
+    def __init__(self, folder: str, chunk_tokens: int):
+        self.folder, self.chunk_tokens = folder, chunk_tokens
+        os.makedirs(folder, exist_ok=True)
         self.vocab: dict[str, int] = {}
         self.doc_lengths = array("i")
-        self._tokens = array("i")
-        self._chunk_lengths = array("i")
+        self.df = np.zeros(0, dtype=np.int64)
+        self.chunks: list[str] = []
+        self._tokens, self._chunk_lengths = array("i"), array("i")
         self._chunk_start = 0  # index of the first document of the pending chunk
-        self._chunk_tokens = chunk_tokens
-        self.docs: list[np.ndarray] = []
-        self.terms: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
 
     def add(self, passage: Passage) -> None:
         vocab = self.vocab
@@ -115,7 +119,7 @@ class _TermCounter:
         self._tokens.extend(ids)
         self._chunk_lengths.append(len(ids))
         self.doc_lengths.append(len(ids))
-        if len(self._tokens) >= self._chunk_tokens:
+        if len(self._tokens) >= self.chunk_tokens:
             self.flush()
 
     def flush(self) -> None:
@@ -124,43 +128,74 @@ class _TermCounter:
             tokens = np.frombuffer(self._tokens, dtype=np.int32).astype(np.int64)
             docs = np.repeat(np.arange(self._chunk_start, self._chunk_start + len(lengths)), lengths)
             keys, counts = np.unique((docs << 32) | tokens, return_counts=True)
-            self.docs.append((keys >> 32).astype(np.int32))
-            self.terms.append((keys & 0xFFFFFFFF).astype(np.int32))
-            self.counts.append(counts.astype(np.int32))
+            triples = np.stack([keys >> 32, keys & 0xFFFFFFFF, counts]).astype(np.int32)
+            path = os.path.join(self.folder, f"{len(self.chunks)}.npy")
+            np.save(path, triples)
+            self.chunks.append(path)
+            df = np.bincount(triples[1], minlength=len(self.vocab))
+            df[: len(self.df)] += self.df
+            self.df = df
             self._chunk_start += len(lengths)
         self._tokens, self._chunk_lengths = array("i"), array("i")
 
 
-def bm25_matrix(
-    docs: np.ndarray,
-    terms: np.ndarray,
-    counts: np.ndarray,
-    doc_lengths: np.ndarray,
-    vocab_size: int,
-    k1: float = 1.5,
-    b: float = 0.75,
-) -> dict:
-    """BM25 (Lucene) scores of ``(document, term, count)`` triples as ``bm25s``'s CSC arrays.
+def write_bm25(counter: _TermCounter, folder: str, k1: float, b: float) -> None:
+    """Score the counted triples with BM25 and write them in ``bm25s``'s saved-index format.
 
-    Same formula as ``bm25s``: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) and
-    tfc = tf / (tf + k1 * (1 - b + b * len / avg_len)); score = idf * tfc (float32).
+    Same formula as ``bm25s`` (Lucene): idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
+    tfc = tf / (tf + k1 * (1 - b + b * len / avg_len)), score = idf * tfc in float32. The CSC
+    arrays are filled chunk by chunk straight into memory-mapped ``.npy`` files (a counting
+    sort by term: each term's column has a write cursor), so the build's memory is the chunk
+    being placed plus O(vocabulary + passages), not O(corpus).
     """
-    num_docs = len(doc_lengths)
-    average = float(doc_lengths.mean()) if num_docs else 0.0
-    df = np.bincount(terms, minlength=vocab_size)
+    import bm25s
+
+    os.makedirs(folder, exist_ok=True)
+    lengths = np.frombuffer(counter.doc_lengths, dtype=np.int32)
+    num_docs, vocab_size = len(lengths), len(counter.vocab)
+    df = np.zeros(vocab_size, dtype=np.int64)
+    df[: len(counter.df)] = counter.df
     idf = np.log1p((num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-    tf = counts.astype(np.float32)
-    norm = (k1 * (1 - b + b * doc_lengths[docs] / average)).astype(np.float32)
-    scores = idf[terms] * (tf / (tf + norm))
-    order = np.argsort(terms, kind="stable")  # column-major; documents stay ascending per term
+    norm = (k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
     indptr = np.zeros(vocab_size + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
-    return {
-        "data": scores[order].astype(np.float32),
-        "indices": docs[order].astype(np.int32),
-        "indptr": indptr,
+    nnz = int(indptr[-1])
+    data = np.lib.format.open_memmap(os.path.join(folder, "data.csc.index.npy"), "w+", np.float32, (nnz,))
+    indices = np.lib.format.open_memmap(os.path.join(folder, "indices.csc.index.npy"), "w+", np.int32, (nnz,))
+    cursor = indptr[:-1].copy()
+    for path in counter.chunks:
+        docs, terms, counts = np.load(path)
+        tf = counts.astype(np.float32)
+        scores = idf[terms] * (tf / (tf + norm[docs]))
+        order = np.argsort(terms, kind="stable")  # documents stay ascending within each term
+        sorted_terms = terms[order]
+        per_term = np.bincount(sorted_terms, minlength=vocab_size)
+        first = np.cumsum(per_term) - per_term  # where each term's run starts in this chunk
+        positions = cursor[sorted_terms] + (np.arange(len(order)) - first[sorted_terms])
+        data[positions] = scores[order]
+        indices[positions] = docs[order]
+        cursor += per_term
+        os.remove(path)
+    data.flush()
+    indices.flush()
+    del data, indices
+    np.save(os.path.join(folder, "indptr.csc.index.npy"), indptr)
+    with open(os.path.join(folder, "vocab.index.json"), "w", encoding="utf-8") as handle:
+        json.dump(counter.vocab, handle, ensure_ascii=False)
+    params = {
+        "k1": k1,
+        "b": b,
+        "delta": 0.5,
+        "method": "lucene",
+        "idf_method": "lucene",
+        "dtype": "float32",
+        "int_dtype": "int32",
         "num_docs": num_docs,
+        "version": bm25s.__version__,
+        "backend": "numba",
     }
+    with open(os.path.join(folder, "params.index.json"), "w", encoding="utf-8") as handle:
+        json.dump(params, handle, indent=4)
 
 
 def build_index(
@@ -176,12 +211,12 @@ def build_index(
 ) -> IndexInfo:
     """Build a BM25 index of the Search-R1 corpus ``corpus`` into the folder ``out``.
 
+    One pass over the corpus writes the passage store and chunks of term counts (every
+    ``chunk_tokens`` tokens) to disk; :func:`write_bm25` then scores them.
     The folder is written under a temporary name and renamed into place at the end, so an
     interrupted build never leaves a half index that loads. ``limit`` indexes only the first
     passages (for trials). Returns the recorded :class:`IndexInfo`.
     """
-    import bm25s
-
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise FileExistsError(
             f"index folder {out!r} exists and is not empty; pass overwrite=True (--overwrite)"
@@ -194,26 +229,15 @@ def build_index(
     os.makedirs(parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".building-", dir=parent)
     try:
-        counter = _TermCounter(chunk_tokens)
+        counter = _TermCounter(os.path.join(scratch, "chunks"), chunk_tokens)
         PassageStore.write(
             os.path.join(scratch, "passages"), _counted(iter_corpus(corpus, limit), counter, show_progress)
         )
         counter.flush()
         if not counter.doc_lengths:
             raise ValueError(f"corpus {corpus!r} has no passages")
-        docs, terms, counts = (
-            np.concatenate(parts) for parts in (counter.docs, counter.terms, counter.counts)
-        )
-        counter.docs = counter.terms = counter.counts = []
-        scores = bm25_matrix(
-            docs, terms, counts, np.frombuffer(counter.doc_lengths, dtype=np.int32), len(counter.vocab), k1, b
-        )
-        del docs, terms, counts
-        retriever = bm25s.BM25(k1=k1, b=b, method="lucene", backend="numba")
-        retriever.scores = scores
-        retriever.vocab_dict = counter.vocab
-        retriever.nonoccurrence_array = None  # only BM25L/BM25+ use it; save() reads it
-        retriever.save(os.path.join(scratch, "bm25"))
+        write_bm25(counter, os.path.join(scratch, "bm25"), k1, b)
+        shutil.rmtree(counter.folder)
         info = IndexInfo(
             kind="bm25",
             format=INDEX_FORMAT,
