@@ -130,3 +130,20 @@ def test_bad_sizes_are_named():
         generate_catalog(0)
     with pytest.raises(ValueError, match="n_products must be >= 1, got -5"):
         load_shop(-5)
+
+
+def test_vectorized_index_equals_bm25s_own_build():
+    import bm25s
+
+    from mem1_envs.shop import engine
+
+    catalog = generate_catalog(4000, seed=3)
+    documents, vocabulary = engine._build_token_ids(catalog)
+    reference = bm25s.BM25(backend="numpy")
+    reference.index((documents, dict(vocabulary)), show_progress=False)
+    fast = engine._vectorized_retriever("numpy")
+    fast.index((documents, dict(vocabulary)), show_progress=False)
+    for key in ("data", "indices", "indptr"):
+        assert np.array_equal(reference.scores[key], fast.scores[key]), key
+    assert reference.scores["num_docs"] == fast.scores["num_docs"]
+    assert reference.vocab_dict == fast.vocab_dict

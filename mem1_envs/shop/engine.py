@@ -91,6 +91,53 @@ def _build_token_ids(catalog: Catalog) -> tuple[list[list[int]], dict[str, int]]
     return documents, vocabulary
 
 
+def _vectorized_retriever(backend: str) -> object:
+    """A ``bm25s.BM25`` whose index build is vectorised with numpy (same scores, no Python loop
+    per document: 1M products index in seconds instead of minutes). Tested equal to bm25s's own."""
+    import bm25s
+    from bm25s import scoring
+
+    class VectorizedBM25(bm25s.BM25):
+        def build_index_from_ids(
+            self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False
+        ):  # type: ignore[override]
+            if self.method in self.methods_requiring_nonoccurrence:  # not our Lucene default
+                return super().build_index_from_ids(
+                    unique_token_ids, corpus_token_ids, show_progress, leave_progress
+                )
+            lengths = np.fromiter(
+                (len(d) for d in corpus_token_ids), dtype=np.int64, count=len(corpus_token_ids)
+            )
+            n_docs, n_vocab = len(lengths), len(unique_token_ids)
+            flat = np.fromiter(
+                (t for d in corpus_token_ids for t in d), dtype=np.int64, count=int(lengths.sum())
+            )
+            keys = np.unique(
+                np.repeat(np.arange(n_docs, dtype=np.int64), lengths) * n_vocab + flat, return_counts=True
+            )
+            doc, token, tf = keys[0] // n_vocab, keys[0] % n_vocab, keys[1]
+            frequencies = np.bincount(token, minlength=n_vocab)
+            doc_frequencies = {int(t): int(frequencies[t]) for t in unique_token_ids}
+            idf = scoring._build_idf_array(
+                doc_frequencies, n_docs, scoring._select_idf_scorer(self.idf_method), self.dtype
+            )
+            tfc = scoring._select_tfc_scorer(self.method)(
+                tf_array=tf.astype(self.dtype), l_d=lengths[doc], l_avg=lengths.mean(), k1=self.k1, b=self.b,
+                delta=self.delta,
+            )  # fmt: skip
+            scores = (idf[token] * tfc).astype(self.dtype)
+            self.nonoccurrence_array = None
+            data, indices, indptr = self._np_csc(
+                data=scores,
+                rows=doc.astype(self.int_dtype),
+                cols=token.astype(self.int_dtype),
+                shape=(n_docs, n_vocab),
+            )
+            return {"data": data.astype(self.dtype), "indices": indices, "indptr": indptr, "num_docs": n_docs}
+
+    return VectorizedBM25(backend=backend)
+
+
 class ShopEngine:
     """A catalog plus its product search (BM25 over the catalog), with a small result cache."""
 
@@ -101,10 +148,9 @@ class ShopEngine:
 
     @classmethod
     def build(cls, catalog: Catalog, show_progress: bool = False) -> ShopEngine:
-        import bm25s
 
         documents, vocabulary = _build_token_ids(catalog)
-        retriever = bm25s.BM25(backend=search_backend(len(catalog)))
+        retriever = _vectorized_retriever(search_backend(len(catalog)))
         retriever.index((documents, vocabulary), show_progress=show_progress)
         ids = np.arange(len(catalog)).astype(str)
         return cls(catalog, BM25Engine(retriever, ids, ids, ids))
