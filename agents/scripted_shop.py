@@ -39,7 +39,7 @@ _SINGLE = re.compile(
 )
 _LIST = re.compile(r"^Buy all of these, spending at most (?P<budget>[\d.]+) dollars in total: (?P<items>.+)$")
 _ITEM = re.compile(r"^(?P<type>.+?) that is (?P<attrs>.+?)(?:, with (?P<opts>.+?))?$")
-_CODE = re.compile(r"^\[button\] (P\d{7}) \[button_\]$")
+_CODE = re.compile(r"^\[button\] ((?=[A-Z]*\d)[A-Z0-9]{6,12}) \[button_\]$")  # P0000042, B07XYZ1234
 _PRICE = re.compile(r"\$(\d+(?:\.\d+)?)")
 _SCREEN = re.compile(r"\(Screen (\d+) of (\d+);")
 _TURNS = re.compile(r"You have (\d+) turns? left")
@@ -55,9 +55,12 @@ class Wanted:
     attributes: list[str]
     options: list[tuple[str, str]]
     price_upper: float | None
+    free_text: str = ""  # an instruction outside the generated grammar (WebShop's human ones)
 
     @property
     def query(self) -> str:
+        if self.free_text:
+            return self.free_text
         return " ".join([*self.attributes, self.type_name, *(v for _, v in self.options)])
 
     def title_score(self, title: str) -> int:
@@ -81,7 +84,10 @@ def parse_instruction(text: str) -> tuple[list[Wanted], float | None]:
         return [_parse_item(single, float(single.group("price")))], None
     listed = _LIST.match(text)
     if not listed:
-        return [], None
+        # Free text (e.g. WebShop's human instructions): search its words, respect its price.
+        price = re.search(r"price lower than ([\d.]+) dollars", text)
+        words = re.sub(r",? and price lower than [\d.]+ dollars.*$", "", text).strip()[:150]
+        return [Wanted("", [], [], float(price.group(1)) if price else None, words or "product")], None
     items = []
     for part in re.split(r"; \(\d+\) ", re.sub(r"^\(1\) ", "", listed.group("items"))):
         match = _ITEM.match(part.strip())
@@ -177,7 +183,9 @@ class WebShopScriptedAgent:
         plan = self.plan
         if wanted.price_upper is not None:
             return wanted.price_upper
-        return (plan.budget or 0.0) - plan.spent
+        if plan.budget is None:
+            return float("inf")
+        return plan.budget - plan.spent
 
     def _on_results(self, lines: list[str], wanted: Wanted, turns_left: int) -> str:
         plan = self.plan

@@ -109,3 +109,19 @@ def test_bad_files_are_named(tmp_path):
     path.write_text("[]")
     with pytest.raises(ValueError, match="no usable product"):
         load_webshop(str(path))
+
+
+def test_scripted_agent_buys_something_fitting_on_free_text_goals(files):
+    from agents.scripted_shop import WebShopScriptedAgent
+
+    data = load_webshop(files["items"], files["ins"], files["human"])
+    env = gym.make("MEM1-WebShop-v0", shop=data.shop, goals=data.goals, n_products=len(data.shop.catalog))
+    agent = WebShopScriptedAgent()
+    for seed in range(4):
+        observation, info = env.reset(seed=seed)
+        agent.reset(seed)
+        done = False
+        while not done:
+            observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
+            done = terminated or truncated
+        assert terminated and info["invalid_actions"] == 0 and reward > 0
