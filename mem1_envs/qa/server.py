@@ -215,6 +215,19 @@ def _uvicorn_server(app: Any, log_level: str) -> Any:
     )
 
 
+def warm_up(engine: SearchEngine) -> None:
+    """Run one real query, so JIT compilation (numba, torch) happens before any client waits.
+
+    The query is a passage title when the engine exposes titles: a query with no indexed word
+    would return before reaching the compiled code.
+    """
+    titles = getattr(engine, "titles", None)
+    if titles is None:
+        titles = getattr(getattr(engine, "store", None), "titles", None)
+    query = str(titles[0]) if titles is not None and len(titles) else ""
+    engine.search([query or "warm up"], 1)
+
+
 def serve(
     engine: SearchEngine,
     host: str = "127.0.0.1",
@@ -224,7 +237,7 @@ def serve(
 ) -> None:
     """Serve until interrupted; prints ``serving at http://HOST:PORT/retrieve`` once listening."""
     server = _uvicorn_server(create_app(engine, limits), log_level)
-    engine.search(["warm up"], 1)  # JIT compilation (numba, torch) before the first client waits on it
+    warm_up(engine)
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     print(f"serving at http://{host}:{actual}/retrieve", flush=True)
