@@ -233,7 +233,8 @@ class MultiQAEnv(gym.Env[str, str]):
         self._source = source
         self._attach_source()
         self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=self.charset)
-        self.action_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        # Longer responses are accepted too; the parser reads their first DEFAULT_MAX_CHARS.
+        self.action_space = spaces.Text(proto.DEFAULT_MAX_CHARS, charset=proto.ASCII_CHARSET)
         self._questions: list[Question] = []
         self._turns: list[Turn] = []
 
