@@ -96,6 +96,12 @@ def test_browser_close_leaves_no_process() -> None:
         assert root is not None and os.path.isdir(os.path.join(root, "profile"))
         browser.clear_state()
         assert driver.current_url == "about:blank"
+        child = os.fork()
+        if child == 0:  # a forked child closing its copy must not kill the parent's browser
+            browser.close()
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert browser.is_alive() and process_running(browser.driver_pid)
     finally:
         browser.close()
     assert [pid for pid in pids if process_running(pid)] == []

@@ -218,6 +218,7 @@ class ManagedBrowser:
         self.driver_pid: int | None = None
         self.starts = 0  # how many browsers this object has started (restarts included)
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._owner_pid: int | None = None  # the process that started the browser
         self._lock = threading.RLock()
         _LIVE_BROWSERS.add(self)
 
@@ -278,6 +279,7 @@ class ManagedBrowser:
                 self.close()
                 raise
             self._driver = driver
+            self._owner_pid = os.getpid()
             self._record_driver_pid()
             self._start_watchdog()
             self.starts += 1
@@ -373,6 +375,12 @@ class ManagedBrowser:
         ``polite=False`` skips the WebDriver ``quit`` (a hung browser would make it wait).
         """
         with self._lock:
+            if self._owner_pid is not None and self._owner_pid != os.getpid():
+                # A forked child sees its parent's browser object: the processes are the
+                # parent's, so the child forgets them instead of killing them.
+                self._driver = self._service = self._watchdog = None
+                self.root_dir = self.driver_pid = self._owner_pid = None
+                return
             driver, self._driver = self._driver, None
             if driver is not None and polite:
                 # quit() ends the session politely; it may hang or fail on a dead browser, so it
