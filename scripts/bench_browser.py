@@ -38,6 +38,18 @@ def _ms(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of one process (shared pages split between their users), in KiB."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, Any]:
     """Play ``episodes`` scripted episodes in the browser env (mode ``mode``) and the text env."""
     browser = WebShopBrowserEnv(shop=shop, n_products=n_products, input_mode=mode)
@@ -81,6 +93,8 @@ def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, 
                 done = terminated or truncated
             out["rewards"].append(reward)
         out["restarts"] = browser.browser_restarts
+        pids = browser.owned_pids()
+        out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
     finally:
         browser.close()
     return out
@@ -131,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         mean = statistics.mean(r["rewards"])
         print(
             f"{mode}: scripted shopper mean reward {mean:.3f} over {len(r['rewards'])} episodes; "
-            f"text/browser mismatches {r['mismatches']}; browser restarts {r['restarts']}"
+            f"text/browser mismatches {r['mismatches']}; browser restarts {r['restarts']}; "
+            f"browser memory {r['pss_mib']:.0f} MiB PSS in {r['processes']} processes"
         )
     print(
         "(browser steps: a search or click that loads a page; other steps: scrolling or refused "
