@@ -39,7 +39,7 @@ def make_vocabulary(size: int, rng: np.random.Generator) -> list[str]:
 def generate_corpus(path: str, passages: int, queries: int, seed: int) -> list[str]:
     """Write the corpus; return ``queries`` queries drawn from random passages."""
     rng = np.random.default_rng(seed)
-    vocabulary = make_vocabulary(100_000, rng)
+    vocabulary = make_vocabulary(min(100_000, 20 * passages), rng)  # smaller only for smoke runs
     weights = 1.0 / np.arange(1, len(vocabulary) + 1) ** 1.05  # Zipf-like word frequencies
     weights /= weights.sum()
     query_rows = set(rng.choice(passages, size=min(queries, passages), replace=False).tolist())

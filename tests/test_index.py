@@ -161,3 +161,18 @@ def test_cli_build_index_with_progress_bar(tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "must be >= 1, got 0" in bad.stderr
+
+
+@pytest.mark.slow
+def test_index_benchmark_smoke_run():
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_index.py", "--passages", "300", "--queries", "20"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "passages                 300" in result.stdout and "queries with a hit       100.0%" in result.stdout
+    )

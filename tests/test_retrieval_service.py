@@ -287,3 +287,16 @@ def test_cli_server_and_a_server_that_dies_mid_episode(index_dir, tmp_path):
     )
     assert truncated and not terminated and reward == 0.0
     assert url in info["search_error"] and "Search failed" in observation
+
+
+@pytest.mark.slow
+def test_service_benchmark_quick_run_has_no_failed_request():
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_service.py", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "200 ok, 0 failed" in result.stdout
