@@ -348,21 +348,21 @@ class PPOTrainer:
         )
         entropy = L.masked_mean(out["entropy"], mask, denominator)
         loss = pg - c.entropy_coef * entropy
-        parts = {"pg": float(pg) * denominator, "entropy": float(entropy) * denominator}
+        parts = {"pg": float(pg.detach()) * denominator, "entropy": float(entropy.detach()) * denominator}
         parts.update({k: float(v) for k, v in pg_stats.items() if k != "ratio"})
         if self.core.value_head is not None:
             vf, vf_stats = L.value_loss(
                 out["values"], batch["values"], batch["returns"], mask, c.value_clip, denominator
             )
             loss = loss + c.value_coef * vf
-            parts["vf"] = float(vf) * denominator
+            parts["vf"] = float(vf.detach()) * denominator
             parts["vf_clipped"] = float(vf_stats["vf_clipped"])
         else:
             parts["vf"], parts["vf_clipped"] = 0.0, 0.0
         if c.kl_mode == "k3_loss" and c.kl_coef > 0:
             k3 = L.masked_mean(L.kl_k3(out["logprobs"], batch["ref_logprobs"]), mask, denominator)
             loss = loss + c.kl_coef * k3
-            parts["k3"] = float(k3) * denominator
+            parts["k3"] = float(k3.detach()) * denominator
         else:
             parts["k3"] = 0.0
         return loss, parts

@@ -1,0 +1,154 @@
+"""PPO loss terms and advantage estimators against hand-computed values on toy batches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agents.ppo import losses as L  # noqa: E402
+from agents.ppo.buffer import (  # noqa: E402
+    RolloutBuffer,
+    gigpo_step_advantages,
+    grpo_advantages,
+    turn_gae,
+)
+from agents.ppo.config import PPOConfig, preset  # noqa: E402
+from mem1_envs.trajectory import RolloutRecord, TurnRecord, gae_generated_python  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+def test_masked_mean_whiten_ignore_masked_values_even_nan():
+    x = torch.tensor([[1.0, 3.0, float("nan")]])
+    m = torch.tensor([[True, True, False]])
+    assert L.masked_mean(x, m).item() == 2.0
+    assert L.masked_mean(x, m, denominator=4).item() == 1.0
+    assert L.masked_var(x, m).item() == 1.0
+    assert L.masked_whiten(x, m).tolist() == [[-1.0, 1.0, 0.0]]
+
+
+def test_clipped_surrogate_matches_hand_computation():
+    logp = torch.tensor([[-1.0, -0.5, 0.0]])
+    old = torch.tensor([[-1.2, -0.5, 0.0]])
+    adv = torch.tensor([[1.0, -2.0, 5.0]])
+    mask = torch.tensor([[True, True, False]])
+    loss, stats = L.policy_loss(logp, old, adv, mask, clip_ratio=0.1)
+    # token 0: ratio e^0.2 = 1.2214 > 1.1, A > 0: the clipped term -1.1 is the max; token 1: ratio 1, -(-2)
+    assert loss.item() == pytest.approx((-1.1 + 2.0) / 2, abs=1e-6)
+    assert stats["clipped"].item() == 1.0
+    assert stats["approx_kl"].item() == pytest.approx(math.exp(0.2) - 1 - 0.2, abs=1e-6)
+
+
+def test_clipped_value_loss_matches_hand_computation():
+    values = torch.tensor([[0.5, 2.0]])
+    old = torch.tensor([[0.0, 1.0]])
+    returns = torch.tensor([[1.0, 1.0]])
+    mask = torch.tensor([[True, True]])
+    loss, stats = L.value_loss(values, old, returns, mask, clip_range=0.2)
+    # token 0: max((0.5-1)^2, (0.2-1)^2) = 0.64; token 1: max((2-1)^2, (1.2-1)^2) = 1
+    assert loss.item() == pytest.approx(0.5 * (0.64 + 1.0) / 2, abs=1e-6)
+    assert stats["vf_clipped"].item() == 1.0
+    unclipped, _ = L.value_loss(values, old, returns, mask, clip_range=None)
+    assert unclipped.item() == pytest.approx(0.5 * (0.25 + 1.0) / 2, abs=1e-6)
+
+
+def test_entropy_and_kl_estimators():
+    assert L.entropy_from_logits(torch.zeros(1, 2)).item() == pytest.approx(math.log(2), abs=1e-6)
+    logp, ref = torch.tensor([-0.5]), torch.tensor([-1.0])
+    assert L.kl_k1(logp, ref).item() == pytest.approx(0.5)
+    assert L.kl_k3(logp, ref).item() == pytest.approx(math.exp(-0.5) + 0.5 - 1, abs=1e-6)
+    assert L.kl_k3(ref, ref).item() == 0.0
+
+
+def test_explained_variance():
+    mask = torch.tensor([True, True, True])
+    returns = torch.tensor([1.0, 2.0, 3.0])
+    assert L.explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert L.explained_variance(torch.zeros(3), returns, mask) == pytest.approx(0.0)
+
+
+def test_grpo_and_gigpo_advantages():
+    adv = grpo_advantages(np.array([2.0, 0.0, 1.0, 1.0]), np.array([0, 0, 1, 1]))
+    assert adv.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0], abs=1e-5)
+    steps = gigpo_step_advantages(
+        [0, 0, 0],
+        [["p", "x"], ["p", "x"], ["p", "y"]],
+        [np.array([1.0, 1.0]), np.array([0.0, 0.0]), np.array([1.0, 1.0])],
+    )
+    # step group "p" holds all three first turns, "x" the two second turns that share a context
+    assert steps[0].tolist() == pytest.approx([0.7071, 1.0], abs=1e-3)
+    assert steps[1].tolist() == pytest.approx([-1.4142, -1.0], abs=1e-3)
+    assert steps[2].tolist() == pytest.approx([0.7071, 0.0], abs=1e-3)
+
+
+def test_turn_gae_matches_hand_computation():
+    adv, ret = turn_gae(np.array([0.0, 0.0, 1.0]), np.array([0.2, 0.4, 0.8]), gamma=0.5, lam=0.5)
+    # deltas: 0 + .5*.4 - .2 = 0; 0 + .5*.8 - .4 = 0; 1 - .8 = .2
+    assert adv.tolist() == pytest.approx([0.2 * 0.0625, 0.2 * 0.25, 0.2], abs=1e-6)
+    assert ret.tolist() == pytest.approx((adv + np.array([0.2, 0.4, 0.8])).tolist(), abs=1e-6)
+
+
+def _toy_record() -> RolloutRecord:
+    return RolloutRecord(
+        [1, 2],
+        [
+            TurnRecord([], [3, 4], old_logprobs=[-1.0, -2.0]),
+            TurnRecord([3, 4, 9], [5], old_logprobs=[-0.5], reward=1.0),
+        ],
+    )
+
+
+def test_buffer_gae_with_k1_kl_in_reward_matches_python_twin():
+    buffer = RolloutBuffer.from_records([_toy_record()])
+    p = buffer.packed[0]
+    buffer.arrays["old_logprobs"] = buffer.arrays["rollout_logprobs"]
+    buffer.arrays["ref_logprobs"] = [np.where(p.loss_mask, -1.0, 0.0).astype(np.float32)]
+    buffer.arrays["values"] = [np.where(p.loss_mask, 0.25, 0.0).astype(np.float32)]
+    buffer.compute_advantages("gae", kl_coef=0.1, kl_in_reward=True)
+    rewards = buffer.arrays["rewards"][0]
+    # k1 = old - ref on generated tokens: 0, -1, 0.5; reward -= 0.1 * k1; task reward 1 on the last one
+    assert rewards[p.loss_mask].tolist() == pytest.approx([0.0, 0.1, 1.0 - 0.05], abs=1e-6)
+    expected, _ = gae_generated_python(rewards, buffer.arrays["values"][0], p.loss_mask)
+    assert buffer.arrays["advantages"][0].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    # gamma = lambda = 1: the advantage of a token is its reward-to-go minus its value
+    assert buffer.arrays["advantages"][0][p.loss_mask].tolist() == pytest.approx([0.8, 0.8, 0.7], abs=1e-6)
+    buffer.whiten("advantages")
+    assert buffer.arrays["advantages"][0][p.loss_mask].mean() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_buffer_turn_level_advantage_is_constant_within_a_turn():
+    buffer = RolloutBuffer.from_records([_toy_record()])
+    p = buffer.packed[0]
+    buffer.arrays["values"] = [np.where(p.loss_mask, 0.25, 0.0).astype(np.float32)]
+    buffer.compute_advantages("turn")
+    adv = buffer.arrays["advantages"][0]
+    assert adv[p.loss_mask].tolist() == pytest.approx([0.75, 0.75, 0.75])
+    assert adv[~p.loss_mask].tolist() == [0.0] * int((~p.loss_mask).sum())
+
+
+def test_config_validation_names_the_value():
+    with pytest.raises(ValueError, match="advantage must be one of"):
+        PPOConfig(advantage="vtrace")
+    with pytest.raises(ValueError, match="needs group_size >= 2, got 1"):
+        PPOConfig(advantage="grpo", critic="none")
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got 0"):
+        preset("tiny-cpu", total_steps=0)
+    mem1 = preset("qwen2.5-7b")
+    assert (mem1.gamma, mem1.lam, mem1.clip_ratio, mem1.entropy_coef, mem1.grad_clip) == (
+        1.0,
+        1.0,
+        0.2,
+        0.001,
+        1.0,
+    )
+    assert (mem1.kl_coef, mem1.critic_lr, mem1.episodes_per_step, mem1.mini_batch_episodes, mem1.top_p) == (
+        0.001,
+        1e-5,
+        128,
+        64,
+        0.95,
+    )
