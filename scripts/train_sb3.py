@@ -32,7 +32,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mem1_envs  # noqa: F401  (registers the env ids)
 from wrappers import CandidateActions, TokenizeObservation
 
+try:
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+except ImportError:  # train() names the extra to install
+    torch = None
+    BaseFeaturesExtractor = object
+
 ALGOS = ("maskable_ppo", "ppo")
+POLICIES = ("embedding", "mlp")
+
+
+class TokenEmbeddingExtractor(BaseFeaturesExtractor):
+    """SB3 features from ``TokenizeObservation``'s Dict: token embeddings averaged over the mask.
+
+    SB3's default ``CombinedExtractor`` feeds the raw ids to an MLP as numbers; an embedding
+    treats them as the symbols they are (what ``--policy embedding``, the default, uses).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Dict, embed_dim: int = 32):
+        super().__init__(observation_space, features_dim=embed_dim)
+        vocab_size = int(observation_space["input_ids"].high.max()) + 1
+        self.embed = torch.nn.Embedding(vocab_size, embed_dim)
+
+    def forward(self, observations: dict[str, Any]) -> Any:
+        ids = observations["input_ids"].long()  # SB3 hands Box observations over as floats
+        weights = observations["attention_mask"].float().unsqueeze(-1)
+        return (self.embed(ids) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,8 @@ class Args:
     """Env id."""
     algo: str = "maskable_ppo"
     """``maskable_ppo`` (sb3-contrib, uses the action masks) or ``ppo`` (stable-baselines3)."""
+    policy: str = "embedding"
+    """``embedding`` (:class:`TokenEmbeddingExtractor`) or ``mlp`` (SB3's default on raw ids)."""
     timesteps: int = 6000
     """Total env steps of training."""
     n_envs: int = 4
@@ -94,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     args = Args(**vars(parser.parse_args(argv)))
     if args.algo not in ALGOS:
         parser.error(f"--algo must be one of {ALGOS}, got {args.algo!r}")
+    if args.policy not in POLICIES:
+        parser.error(f"--policy must be one of {POLICIES}, got {args.policy!r}")
     if args.vec_env not in ("dummy", "subproc"):
         parser.error(f"--vec-env must be dummy or subproc, got {args.vec_env!r}")
     for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_episodes"):
@@ -131,6 +161,9 @@ def evaluate(env: gym.Env, choose: Any, episodes: int, seed: int) -> float:
 
 def train(args: Args) -> dict[str, Any]:
     """Train, save, reload and evaluate; returns the figures it prints."""
+    if torch is None:
+        raise ImportError("train_sb3.py needs stable-baselines3 and sb3-contrib: pip install mem1-envs[rl]")
+    torch.set_num_threads(1)  # a tiny network: threads cost more than they save
     try:
         from sb3_contrib import MaskablePPO
         from stable_baselines3 import PPO
@@ -159,6 +192,9 @@ def train(args: Args) -> dict[str, Any]:
         n_epochs=args.n_epochs,
         learning_rate=args.learning_rate,
         ent_coef=args.ent_coef,
+        policy_kwargs={"features_extractor_class": TokenEmbeddingExtractor}
+        if args.policy == "embedding"
+        else None,
         gamma=1.0,  # MEM1: the task reward comes at the end and is not discounted
         seed=args.seed,
         device="cpu",
