@@ -42,6 +42,13 @@ def test_sb3_check_env_passes(num_objectives, memory):
     check_env(make_wrapped(num_objectives, memory), warn=True)
 
 
+def test_sb3_check_env_passes_on_the_shop():
+    from stable_baselines3.common.env_checker import check_env
+
+    env = RecordMemoryStatistics(gym.make("MEM1-WebShop-v0", n_products=500))
+    check_env(TokenizeObservation(CandidateActions(env, num_candidates=24), max_length=512), warn=True)
+
+
 def test_maskable_ppo_reads_masks_through_the_wrappers():
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
     from stable_baselines3.common.vec_env import DummyVecEnv

@@ -330,3 +330,69 @@ def test_sync_vector_env(wrapped):
 def test_async_vector_env_spawn(wrapped):
     make = functools.partial(make_wrapped, 1) if wrapped else functools.partial(make_text, 1)
     _run_vector(gym.vector.AsyncVectorEnv([make] * 4, context="spawn", shared_memory=wrapped), wrapped)
+
+
+# -- the shop --------------------------------------------------------------------------------
+SHOP_ID = "MEM1-WebShop-v0"
+
+
+def make_shop(**kwargs) -> gym.Env:
+    return gym.make(SHOP_ID, n_products=500, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"instruction": "first"}, {"n_items": 2}], ids=["one", "first", "list"]
+)
+def test_shop_candidates_hold_every_scripted_action(kwargs):
+    """The scripted shopper (reads observations only) always finds its action among the candidates."""
+    import re
+
+    from agents.scripted_shop import WebShopScriptedAgent
+
+    env = CandidateActions(make_shop(**kwargs), num_candidates=24)
+    agent = WebShopScriptedAgent()
+    total = 0.0
+    for seed in range(6):
+        observation, info = env.reset(seed=seed)
+        agent.reset(seed=seed)
+        done = False
+        while not done:
+            wanted = re.search(r"<answer>(.*)</answer>", agent.act(observation, info)).group(1)
+            labels = [c and c.label for c in env.candidates]
+            assert wanted in labels
+            observation, reward, terminated, truncated, info = env.step(labels.index(wanted))
+            assert info["invalid_action"] is None and info["candidate"] == wanted
+            total += reward
+            done = terminated or truncated
+    assert total / 6 >= 0.8
+
+
+def test_shop_candidates_follow_the_page():
+    env = CandidateActions(make_shop(), num_candidates=24)
+    env.reset(seed=0)
+    assert [c and c.kind for c in env.candidates[:4]] == ["search", "search", None, None]
+    assert not env.action_masks()[4:].any()  # the start page has nothing to click
+    env.step(0)
+    labels = [c.label for c in env.candidates if c is not None]
+    assert "click[back to search]" in labels and "click[next page]" in labels
+    assert not any(label.startswith("search[") for label in labels)  # no search box on results
+    assert all(c.text.startswith("<summary>Instruction: Find me") for c in env.candidates if c is not None)
+
+
+def test_shop_wrapped_passes_the_checker_and_runs_vectorised():
+    def make() -> gym.Env:
+        return TokenizeObservation(CandidateActions(make_shop(), num_candidates=24), max_length=512)
+
+    env = make()
+    assert isinstance(env.get_wrapper_attr("tokenizer"), ByteTokenizer)  # no world text: bytes
+    with pytest.warns(UserWarning):
+        gym_check_env(env, skip_render_check=True)
+    with pytest.warns(UserWarning):
+        gym_check_env(RecordMemoryStatistics(make_shop()), skip_render_check=True)
+    envs = gym.vector.SyncVectorEnv([make] * 4)
+    envs.reset(seed=0)
+    for _ in range(3):
+        masks = np.stack(envs.call("action_masks"))
+        observations, *_ = envs.step(masks.argmax(axis=1))
+    assert observations["input_ids"].shape == (4, 512)
+    envs.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from wrappers.candidate_actions import CandidateActions
 from wrappers.candidates_multiqa import Candidate, MultiQACandidates
+from wrappers.candidates_shop import WebShopCandidates
 from wrappers.history_mode import HistoryMode
 from wrappers.memory_statistics import RecordMemoryStatistics
 from wrappers.tokenize_observation import TokenizeObservation
@@ -25,6 +26,7 @@ __all__ = [
     "MultiQACandidates",
     "RecordMemoryStatistics",
     "TokenizeObservation",
+    "WebShopCandidates",
     "WordTokenizer",
     "default_tokenizer",
 ]

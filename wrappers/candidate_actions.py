@@ -43,6 +43,12 @@ class CandidateActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     invalid-action rule (MultiQA: reward 0 and the episode ends, or a penalty); the step's
     ``info["candidate"]`` is then None. Otherwise ``info["candidate"]`` is the chosen label.
 
+    Built-in generators: :class:`~wrappers.candidates_multiqa.MultiQACandidates` (searches from the
+    questions' entity mentions, answers from the consolidated state and the last documents) and
+    :class:`~wrappers.candidates_shop.WebShopCandidates` (the page's clickables and search
+    templates from the instruction; use ``num_candidates >= 20`` there). Both read the
+    observation only, never the hidden answers or goal.
+
     Args:
         env: an env with ``Text`` observations and actions.
         num_candidates: K (>= 4).

@@ -140,7 +140,7 @@ def multiqa_vocabulary_texts(env: Any) -> list[str]:
 
 
 def default_tokenizer(env: Any) -> WordTokenizer | ByteTokenizer:
-    """The default tokenizer for ``env``: word-level from its text where known, else bytes.
+    """The default tokenizer for ``env``: word-level from its text where known, else bytes (e.g. the shop).
 
     ``MEM1-MultiQA-v0`` gets a :class:`WordTokenizer` over its world (built once per world and
     process); an env with a ``vocabulary_texts()`` method gets one over those texts; any other
