@@ -30,6 +30,8 @@ import numpy as np
 from mem1_envs.qa.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
+# The cache holds the catalog's id arrays and the index (texts are composed on demand, so text
+# templates may change freely); bump this when vocab.py or generate_catalog's draws change.
 CACHE_VERSION = 1
 MAX_RESULTS = 50  # a search keeps its top 50 products, as WebShop does
 # bm25s's numba kernels are not cached by numba, so each new process (every AsyncVectorEnv worker)
