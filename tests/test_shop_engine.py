@@ -11,7 +11,7 @@ import pytest
 
 from mem1_envs.shop import vocab
 from mem1_envs.shop.catalog import ARRAY_FIELDS, generate_catalog
-from mem1_envs.shop.engine import ShopEngine, load_shop
+from mem1_envs.shop.engine import ShopEngine, cache_folder, load_shop
 from mem1_envs.shop.goals import sample_goal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +106,7 @@ def test_disk_cache_round_trip(tmp_path, monkeypatch):
         assert np.array_equal(getattr(built.catalog, name), getattr(loaded.catalog, name))
     for query in ("gluten free potato chips", "black hoodie large", "usb cable"):
         assert built.search(query) == loaded.search(query)
-    assert os.listdir(tmp_path / "shop") == ["catalog-v1-n1500-s3"]  # no temporary folder left
+    assert os.listdir(tmp_path / "shop") == [os.path.basename(cache_folder(1500, 3))]  # no temporary left
 
 
 def test_two_processes_build_the_same_cache_at_once(tmp_path):
@@ -122,7 +122,7 @@ def test_two_processes_build_the_same_cache_at_once(tmp_path):
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert outputs[0] == outputs[1] and outputs[0].startswith("2500")
-    assert os.listdir(tmp_path / "shop") == ["catalog-v1-n2500-s9"]
+    assert os.listdir(tmp_path / "shop") == [os.path.basename(cache_folder(2500, 9))]  # no temporary left
 
 
 def test_bad_sizes_are_named():

@@ -19,6 +19,7 @@ tokenizer call.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -31,7 +32,8 @@ from mem1_envs.qa.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
 # The cache holds the catalog's id arrays and the index (texts are composed on demand, so text
-# templates may change freely); bump this when vocab.py or generate_catalog's draws change.
+# templates may change freely). Its folder name carries a fingerprint of the word tables the ids
+# index; bump CACHE_VERSION when generate_catalog's draws change.
 CACHE_VERSION = 1
 MAX_RESULTS = 50  # a search keeps its top 50 products, as WebShop does
 # bm25s's numba kernels are not cached by numba, so each new process (every AsyncVectorEnv worker)
@@ -50,6 +52,16 @@ def search_backend(n_products: int) -> str:
 def cache_root() -> str:
     """``$MEM1_ENVS_CACHE`` or ``~/.cache/mem1_envs``."""
     return os.environ.get("MEM1_ENVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mem1_envs")
+
+
+def cache_folder(n_products: int, seed: int) -> str:
+    """Where the generated catalog (n_products, seed) is cached."""
+    from mem1_envs.shop import vocab
+
+    tables = repr((vocab.TAXONOMY, vocab.ATTRIBUTES, vocab.OPTIONS, vocab.PRICE_RANGES, vocab.BRANDS))
+    fingerprint = hashlib.sha1(tables.encode()).hexdigest()[:10]
+    name = f"catalog-v{CACHE_VERSION}-{fingerprint}-n{n_products}-s{seed}"
+    return os.path.join(cache_root(), "shop", name)
 
 
 def index_tokens(catalog: Catalog, index: int) -> list[str]:
@@ -215,7 +227,7 @@ def load_shop(n_products: int = 10_000, seed: int = 0, cache: bool = True) -> Sh
     if not cache:
         engine = ShopEngine.build(generate_catalog(n_products, seed))
     else:
-        folder = os.path.join(cache_root(), "shop", f"catalog-v{CACHE_VERSION}-n{n_products}-s{seed}")
+        folder = cache_folder(n_products, seed)
         if not os.path.exists(os.path.join(folder, "catalog.npz")):
             _build_into(folder, n_products, seed)
         engine = ShopEngine.load(folder, seed)
