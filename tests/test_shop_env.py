@@ -300,3 +300,22 @@ def test_last_turn_invalid_keeps_its_penalty():
     env.reset(seed=0)
     observation, reward, terminated, truncated, info = env.step(act("click[nothing]"))
     assert truncated and reward == -0.1
+
+
+def test_a_failing_display_leaves_the_episode_consistent_and_can_truncate():
+    env = WebShopTextEnv(**SMALL)
+    env.reset(seed=0)
+    episode = env.unwrapped.episode
+    env.step(act("search[tea]"))
+    before = (episode.page, list(episode.screens))
+
+    def broken(state, action):
+        raise OSError("display died")
+
+    episode.display = broken
+    with pytest.raises(OSError):
+        env.step(act("click[back to search]"))
+    assert (episode.page, episode.screens) == before
+    observation, reward, terminated, truncated, info = episode.truncate("x", {"truncated_reason": "display"})
+    assert truncated and not terminated and reward == 0.0
+    assert info["truncated_reason"] == "display" and info["page"] == "results"

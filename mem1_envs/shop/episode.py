@@ -218,12 +218,28 @@ class ShopEpisode:
         result = transition(self.shop, self.page, action)
         if result.error is not None:
             return result.error, None
+        page_text = self.display(result.state, action)  # may raise (a browser): state untouched
         self.page = result.state
-        self._show(self.display(result.state, action))
+        self._show(page_text)
         if result.purchase is None:
             return None, None
         product, options = result.purchase
         return None, (product, dict(options))
+
+    def truncate(
+        self, response: object, extra: dict[str, Any]
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode now as truncated (e.g. its display failed during ``step``).
+
+        The reward is what a turn limit would give; the observation shows the page the
+        episode is on; ``extra`` goes into ``info`` (say why).
+        """
+        response_tokens = self.count(response[: proto.DEFAULT_MAX_CHARS]) if isinstance(response, str) else 0
+        reward = self._final_reward()
+        observation, info = self._observe(
+            response_tokens, {"invalid_action": None, "parse_notes": [], **extra}
+        )
+        return observation, reward, False, True, info
 
     def _final_reward(self) -> float:
         reward, scores = goal_reward(self.shop.catalog, self.goal, self.purchases)
