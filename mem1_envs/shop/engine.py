@@ -159,6 +159,7 @@ class ShopEngine:
         self.catalog = catalog
         self.search_engine = search_engine
         self._results: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self.page_cache: OrderedDict = OrderedDict()  # PageState -> Page (see pages.build_page)
 
     @classmethod
     def build(cls, catalog: Catalog, show_progress: bool = False) -> ShopEngine:

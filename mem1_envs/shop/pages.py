@@ -81,6 +81,9 @@ class PageState:
         Options travel as repeated ``option_kind``/``option_value`` pairs, so any character in
         a value (WebShop's values hold ``|``, ``/``, ``=``) survives the round trip.
         """
+        return _query_of(self)
+
+    def _encode(self) -> str:
         fields: list[tuple[str, object]] = [
             ("kind", self.kind),
             ("query", self.query),
@@ -137,6 +140,11 @@ def sanitize(shop: ShopEngine, state: PageState) -> PageState:
     return state
 
 
+@lru_cache(maxsize=4096)
+def _query_of(state: PageState) -> str:
+    return state._encode()
+
+
 @dataclass(frozen=True)
 class Button:
     """A clickable: its label (shown) and the action it performs (``click[label]``)."""
@@ -189,7 +197,21 @@ def _n_pages(n_results: int) -> int:
 
 
 def build_page(shop: ShopEngine, state: PageState) -> Page:
-    """Lay out ``state`` as lines of text and buttons."""
+    """Lay out ``state`` as lines of text and buttons (memoised per shop: pages are pure)."""
+    cache = shop.page_cache
+    page = cache.get(state)
+    if page is None:
+        page = _layout(shop, state)
+        cache[state] = page
+        if len(cache) > PAGE_CACHE_SIZE:
+            cache.popitem(last=False)
+    return page
+
+
+PAGE_CACHE_SIZE = 4096
+
+
+def _layout(shop: ShopEngine, state: PageState) -> Page:
     catalog = shop.catalog
     back = Button("Back to Search")
     prev = Button("< Prev")
