@@ -1,7 +1,8 @@
 """A scripted shopper for ``MEM1-WebShop-v0`` that reads only its observations.
 
-It reads the instruction from the prompt (or, under ``instruction="first"``, from its own
-memory, where it copies the instruction on the first turn), searches with the wanted words,
+It reads the instruction from its first observation (or, when it starts mid-episode, from the
+memory an earlier turn wrote), keeps its plan in Python between turns, searches with the wanted
+words,
 reads every screen of the results, ranks the products by how much of the wanted type and
 attributes their titles show (cheapest first among equals, price bound or remaining budget
 respected), opens the best, checks its options and, when the title does not show every
@@ -9,7 +10,9 @@ attribute, its Features page, then selects the wanted options and buys. A produc
 check is set aside as a fallback; when candidates or turns run out it buys the best fallback.
 For a shopping list it does this item by item. It never sees the hidden goal.
 
-Its memory (the ``<summary>``) holds the instruction and its progress::
+Every response also writes the instruction and its progress to the ``<summary>``, as a MEM1
+agent must (the env drops older turns; under ``instruction="first"`` that memory is the only
+copy of the goal in the context)::
 
     Instruction: Find me ... | item 1/1 | tried P0000042 P0000107 | bought -
 
