@@ -93,6 +93,8 @@ class Args:
     """MultiQA world size (``small`` or ``default``)."""
     num_objectives: int = 1
     """MultiQA questions per episode."""
+    n_products: int = 500
+    """WebShop catalog size (``--env MEM1-WebShop-v0``; use ``--num-candidates 24`` there)."""
     num_candidates: int = 12
     """K, the candidate slots."""
     max_length: int = 256
@@ -135,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def env_kwargs(args: Args, split: str) -> dict[str, Any]:
     if args.env == "MEM1-MultiQA-v0":
         return {"world": args.world, "num_objectives": args.num_objectives, "split": split}
+    if args.env == "MEM1-WebShop-v0":  # goals are drawn from the whole catalog: no split
+        return {"n_products": args.n_products}
     return {}
 
 

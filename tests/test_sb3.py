@@ -79,6 +79,24 @@ def test_sb3_subproc_vec_env_runs_four_wrapped_envs():
         venv.close()
 
 
+@pytest.mark.slow
+def test_sb3_subproc_vec_env_runs_four_text_envs():
+    """SB3's vector env carries the unwrapped text env too (no SB3 algorithm can learn on Text)."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    make = functools.partial(gym.make, "MEM1-MultiQA-v0", world="small")
+    venv = SubprocVecEnv([make] * 4, start_method="spawn")
+    try:
+        observations = venv.reset()
+        assert len(observations) == 4 and "Answer the following questions" in observations[0]
+        actions = np.array(["<think></think><search>born</search>"] * 4, dtype=object)
+        observations, rewards, dones, infos = venv.step(actions)
+        assert all("<information>[HINT]" in o for o in observations) and not dones.any()
+        assert all(info["searches"] == 1 for info in infos)
+    finally:
+        venv.close()
+
+
 @pytest.mark.train
 def test_maskable_ppo_learns_above_uniform_random():
     """1 objective, small world, 4096 steps: the trained policy beats random candidates clearly."""
@@ -97,6 +115,9 @@ def test_train_sb3_script_smoke_both_algos(tmp_path):
     result = train_sb3.main([*tiny, "--algo", "maskable_ppo", "--save", str(path), "--num-objectives", "2"])
     assert path.exists() and result["model_path"] == str(path)
     assert 0.0 <= result["mean_reward_trained"] <= 2.0
+    shop = ["--env", "MEM1-WebShop-v0", "--num-candidates", "24", "--max-length", "512", "--no-progress"]
+    result = train_sb3.main([*tiny, *shop])
+    assert -1.5 <= result["mean_reward_trained"] <= 1.0  # invalid clicks cost 0.1 each, 15 turns
     # Plain PPO from the command line, on SB3's SubprocVecEnv and the raw-ids MLP policy.
     command = [sys.executable, os.path.join(ROOT, "scripts", "train_sb3.py"), *tiny, "--algo", "ppo"]
     command += ["--vec-env", "subproc", "--n-envs", "2", "--policy", "mlp", "--no-progress"]
