@@ -302,7 +302,7 @@ class LLMPolicy:
 
 
 class LLMAgent:
-    """One-environment adapter: the first observation after ``reset`` is the task prompt."""
+    """One-environment adapter: the task prompt is read from the first observation after ``reset``."""
 
     def __init__(self, policy: LLMPolicy):
         self.policy = policy
@@ -316,7 +316,9 @@ class LLMAgent:
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if self.prompt is None:
-            self.prompt = observation
+            from agents.rollout import split_prompt
+
+            self.prompt = split_prompt(observation)
         start = time.perf_counter()
         out = self.policy.generate([self.policy.encode(self.prompt, observation)])[0]
         self.generate_seconds += time.perf_counter() - start

@@ -22,6 +22,7 @@ trainer (identical to per-turn scoring, see ``tests/test_ppo.py``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,29 @@ from typing import Any
 
 import numpy as np
 
+from mem1_envs import protocol as proto
 from mem1_envs.trajectory import RolloutRecord, TurnRecord
 
-__all__ = ["Episode", "collect", "unwrap_envs"]
+__all__ = ["Episode", "collect", "split_prompt", "unwrap_envs"]
+
+_FIRST_BLOCK = re.compile(
+    "\\n<(?:"
+    + "|".join(sorted({re.escape(t) for tags in proto.PROTOCOLS.values() for t in tags.all_tags}))
+    + ")>"
+)
+
+
+def split_prompt(first_observation: str) -> str:
+    """The task prompt inside an episode's first observation: everything before the first
+    protocol block that starts a line (QA: the whole observation; shop: up to ``\\n<state>``).
+
+    >>> split_prompt("Do this.\\nInstruction: x\\n<state>page</state>")
+    'Do this.\\nInstruction: x'
+    >>> split_prompt("Answer: q1? (write <think> first)")
+    'Answer: q1? (write <think> first)'
+    """
+    match = _FIRST_BLOCK.search(first_observation)
+    return first_observation if match is None else first_observation[: match.start()]
 
 
 @dataclass
@@ -114,7 +135,7 @@ def _play_wave(
         observation, info = env.reset(seed=seed, options=option)
         observations.append(observation)
         infos.append(info)
-        prompts.append(observation)  # the first observation is exactly the task prompt
+        prompts.append(split_prompt(observation))
     turns: list[list[TurnRecord]] = [[] for _ in envs]
     texts: list[list[str]] = [[] for _ in envs]
     rewards = [0.0] * len(envs)

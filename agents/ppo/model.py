@@ -92,7 +92,7 @@ class ActorCritic(nn.Module):
             trunk_hidden = hidden
             if self.critic_trunk is not None:
                 trunk_hidden = self.critic_trunk(**inputs, use_cache=False).last_hidden_state
-            picked = self.value_head(trunk_hidden[rows, sources].float())[:, 0]
+            picked = self.value_head(trunk_hidden[rows, sources].float())[:, 0].float()
             values = values.index_put((rows, positions), picked)
         out["values"] = values
         return out

@@ -1,0 +1,221 @@
+"""Evaluate any agent on MEM1-MultiQA-v0 or MEM1-WebShop-v0 with the paper's metrics.
+
+    python scripts/evaluate.py --agent scripted --objectives 1 2 4 --episodes 32
+    python scripts/evaluate.py --agent hf --model tiny --memory mem1 full         # zero-shot tiny model
+    python scripts/evaluate.py --agent hf --model runs/ppo/policy --greedy          # a trained checkpoint
+    python scripts/evaluate.py --agent hf --model /models/Qwen2.5-7B-RL-RAG-Q2-EM-Release --device cuda
+    python scripts/evaluate.py --env MEM1-WebShop-v0 --agent scripted --episodes 16
+
+Metrics per (memory, objectives): EM and F1 summed over objectives (mean over episodes), the env
+reward, peak context tokens (the env's counter; ``peak_model_tokens`` in the model's tokenizer
+for HF agents, prompt + context + response), dependency, and wall time per trajectory. Writes
+JSON (``--out``) and prints a markdown table (also written next to the JSON as ``.md``).
+Episodes use held-out questions (``--split test``) and seeds from ``--seed-start``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import gymnasium as gym
+
+import mem1_envs  # noqa: F401 - registers the env ids
+
+QA = "MEM1-MultiQA-v0"
+SHOP = "MEM1-WebShop-v0"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default=QA, choices=[QA, SHOP])
+    parser.add_argument("--agent", default="scripted", choices=["scripted", "hf"])
+    parser.add_argument(
+        "--model", default="tiny", help="HF model folder/hub name, or 'tiny' (offline default)"
+    )
+    parser.add_argument("--memory", nargs="+", default=["mem1"], choices=["mem1", "window", "full"])
+    parser.add_argument("--objectives", nargs="+", type=int, default=[1], help="MultiQA objectives (N)")
+    parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--seed-start", type=int, default=10**9)
+    parser.add_argument("--split", default="test", choices=["train", "test", "all"])
+    parser.add_argument("--world", default="small", choices=["small", "default"])
+    parser.add_argument("--max-turns", type=int, default=None)
+    parser.add_argument("--protocol", default=None, help="tag set (default: the env's)")
+    parser.add_argument("--num-envs", type=int, default=16, help="HF agent: episodes generated together")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--greedy", action="store_true", help="HF agent: greedy decoding")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--n-products", type=int, default=2000, help="WebShop catalog size")
+    parser.add_argument("--out", default=None, help="JSON path (a .md table is written beside it)")
+    return parser
+
+
+def _env_kwargs(args: argparse.Namespace, memory: str, objectives: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"memory": memory}
+    if args.env == QA:
+        kwargs.update(world=args.world, num_objectives=objectives, split=args.split)
+    else:
+        kwargs.update(n_products=args.n_products)
+    if args.max_turns is not None:
+        kwargs["max_turns"] = args.max_turns
+    if args.protocol is not None:
+        kwargs["protocol"] = args.protocol
+    return kwargs
+
+
+def _load_policy(args: argparse.Namespace, protocol: str) -> Any:
+    from agents.llm_policy import GenerationConfig, LLMPolicy
+
+    path = args.model
+    if path == "tiny":
+        from agents.tiny_model import default_tiny_model
+
+        path = default_tiny_model()
+    return LLMPolicy.from_pretrained(
+        path,
+        device=args.device,
+        dtype=args.dtype,
+        protocol=protocol,
+        generation=GenerationConfig(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            do_sample=not args.greedy,
+        ),
+    )
+
+
+def _run_scripted(
+    args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int]
+) -> list[dict[str, float]]:
+    from agents.play import play_episode
+
+    env = gym.make(args.env, **kwargs)
+    if args.env == QA:
+        from agents.scripted import MultiQAScriptedAgent
+
+        agent: Any = MultiQAScriptedAgent()
+    else:
+        from agents.scripted_shop import WebShopScriptedAgent
+
+        agent = WebShopScriptedAgent()
+    rows = []
+    for seed in seeds:
+        stats = play_episode(env, agent, seed)
+        rows.append(
+            {
+                "reward": stats.reward,
+                "em": stats.em,
+                "f1": stats.f1,
+                "peak_context_tokens": stats.peak_context_tokens,
+                "dependency": stats.dependency,
+                "seconds": stats.seconds,
+                "turns": stats.turns,
+            }
+        )
+    env.close()
+    return rows
+
+
+def _run_hf(
+    policy: Any, args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int]
+) -> list[dict[str, float]]:
+    from agents.rollout import collect
+
+    envs = [gym.make(args.env, **kwargs) for _ in range(min(args.num_envs, len(seeds)))]
+    start = time.perf_counter()
+    episodes = collect(envs, policy, seeds, generation_seed=0)
+    per_episode = (time.perf_counter() - start) / max(len(seeds), 1)  # batched: wall time / episodes
+    for env in envs:
+        env.close()
+    return [
+        {
+            "reward": e.reward,
+            "em": e.em,
+            "f1": e.f1,
+            "peak_context_tokens": e.info.get("peak_context_tokens", 0),
+            "peak_model_tokens": e.peak_model_tokens,
+            "dependency": e.info.get("dependency", 0),
+            "seconds": per_episode,
+            "turns": e.turns,
+        }
+        for e in episodes
+    ]
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Means over episodes (EM/F1 are already sums over objectives per episode)."""
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| agent | env | memory | N | episodes | EM | F1 | reward | peak tokens | peak model tokens | dependency | s/trajectory |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r["metrics"]
+        model_peak = f"{m['peak_model_tokens']:.0f}" if "peak_model_tokens" in m else "-"
+        lines.append(
+            f"| {r['agent']} | {r['env']} | {r['memory']} | {r['objectives']} | {r['episodes']} | {m['em']:.3f} | "
+            f"{m['f1']:.3f} | {m['reward']:.3f} | {m['peak_context_tokens']:.0f} | {model_peak} | "
+            f"{m['dependency']:.0f} | {m['seconds']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = build_parser().parse_args(argv)
+    if args.episodes < 1:
+        raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    objectives = args.objectives if args.env == QA else [1]
+    policy = None
+    if args.agent == "hf":
+        protocol = args.protocol or ("mem1" if args.env == QA else "webshop")
+        policy = _load_policy(args, protocol)
+    results = []
+    for memory in args.memory:
+        for n in objectives:
+            kwargs = _env_kwargs(args, memory, n)
+            rows = (
+                _run_scripted(args, kwargs, seeds) if policy is None else _run_hf(policy, args, kwargs, seeds)
+            )
+            agent = "scripted" if policy is None else f"hf:{os.path.basename(os.path.normpath(args.model))}"
+            results.append(
+                {
+                    "agent": agent,
+                    "env": args.env,
+                    "memory": memory,
+                    "objectives": n,
+                    "episodes": len(rows),
+                    "metrics": summarise(rows),
+                    "env_kwargs": kwargs,
+                }
+            )
+    table = markdown(results)
+    print(table)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+        with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as handle:
+            handle.write(table + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The rollout collector: exact context ids, generated ids kept as produced, prompt split."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import mem1_envs  # noqa: E402, F401
+from agents.llm_policy import GenerationConfig, LLMPolicy  # noqa: E402
+from agents.rollout import collect, split_prompt  # noqa: E402
+from agents.tiny_model import default_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+KWARGS = {"world": "small", "max_turns": 3, "invalid_action": "penalize"}
+
+
+@pytest.fixture(scope="module")
+def policy() -> LLMPolicy:
+    return LLMPolicy.from_pretrained(default_tiny_model(), generation=GenerationConfig(max_new_tokens=10))
+
+
+class Recorder:
+    """Wraps a policy and keeps every batch it was asked for and what it returned."""
+
+    def __init__(self, policy):
+        self.policy, self.calls = policy, []
+
+    def encode(self, prompt, observation):
+        return self.policy.encode(prompt, observation)
+
+    def generate(self, inputs):
+        outputs = self.policy.generate(inputs)
+        self.calls.append((inputs, outputs))
+        return outputs
+
+
+def test_records_hold_exactly_what_the_model_saw_and_produced(policy):
+    envs = [gym.make("MEM1-MultiQA-v0", **KWARGS) for _ in range(3)]
+    recorder = Recorder(policy)
+    episodes = collect(envs, recorder, seeds=[4, 5, 6], generation_seed=0)
+    assert [e.seed for e in episodes] == [4, 5, 6]
+    assert all(e.turns == 3 for e in episodes)  # a random model's actions are invalid: penalised, goes on
+    assert [len(inputs) for inputs, _ in recorder.calls] == [3, 3, 3]  # one batched generation per turn
+    for k, (inputs, outputs) in enumerate(recorder.calls):
+        for row, episode in enumerate(episodes):
+            turn = episode.record.turns[k]
+            prompt_ids, context_ids = inputs[row]
+            assert np.array_equal(episode.record.prompt_ids, prompt_ids)  # one shared prefix
+            assert np.array_equal(turn.context_ids, context_ids)
+            assert np.array_equal(turn.generated_ids, outputs[row].token_ids)  # never re-tokenized
+            assert np.array_equal(turn.old_logprobs, outputs[row].logprobs)
+            assert episode.texts[k] == outputs[row].text
+            assert turn.reward == pytest.approx(-0.1)
+    # Replaying the env with the recorded texts gives back the contexts the ids were made from.
+    env = gym.make("MEM1-MultiQA-v0", **KWARGS)
+    first, _ = env.reset(seed=5)
+    prompt = split_prompt(first)
+    for k, text in enumerate(episodes[1].texts[:-1]):
+        observation, *_ = env.step(text)
+        assert np.array_equal(
+            policy.encode(prompt, observation)[1], episodes[1].record.turns[k + 1].context_ids
+        )
+    assert episodes[1].peak_model_tokens == max(
+        len(episodes[1].record.prompt_ids) + len(t.context_ids) + len(t.generated_ids)
+        for t in episodes[1].record.turns
+    )
+
+
+def test_collect_accepts_a_sync_vector_env_and_runs_in_waves(policy):
+    vector = gym.vector.SyncVectorEnv([lambda: gym.make("MEM1-MultiQA-v0", world="small", max_turns=1)] * 2)
+    episodes = collect(vector, policy, seeds=[0, 1, 2])
+    assert len(episodes) == 3 and all(e.turns == 1 for e in episodes)
+    vector.close()
+    with pytest.raises(ValueError, match="at least one environment"):
+        collect([], policy, seeds=[0])
