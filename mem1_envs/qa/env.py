@@ -183,15 +183,18 @@ class MultiQAEnv(gym.Env[str, str]):
 
     ## Episode End
     Terminated on an answer, or on an invalid action under ``"terminate"``. Truncated when
-    ``max_turns`` turns pass without an answer.
+    ``max_turns`` turns pass without an answer, or when a search fails under
+    ``on_search_error="truncate"`` (under the default ``"raise"``, ``step`` raises
+    ``RetrievalServiceError`` instead and the episode must be reset).
 
     ## Info
     ``turn``, ``context_tokens`` (this observation), ``peak_context_tokens``,
     ``response_tokens``, ``dependency`` (sum over turns of context x response tokens),
     ``context_cut`` (what the budget cut), ``invalid_action`` (None or the parser's error),
     ``parse_notes``, ``searches``, ``support_recall`` (share of the questions' supporting
-    passages the searches retrieved), and after an answer ``em`` and ``f1`` per objective and
-    ``answer_count_ok``.
+    passages the searches retrieved; 0 for ``data`` questions, which name no supporting
+    passages), and after an answer ``em`` and ``f1`` per objective and ``answer_count_ok``;
+    ``search_error`` when a failed search truncated the episode.
 
     ## Vector envs
     ``gym.vector.SyncVectorEnv`` works as is; ``AsyncVectorEnv`` needs ``shared_memory=False``
