@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -85,6 +86,8 @@ def test_saved_dense_index_reloads_with_the_same_results_and_checks_fingerprints
     second = open_index(os.path.join(folder, "dense"))  # dispatches on the recorded kind
     queries = [q.text for q in questions[:10]]
     assert first.search(queries, 3) == second.search(queries, 3)
+    copied = pickle.loads(pickle.dumps(first))  # pickled as its folder, as vector-env workers need
+    assert copied.search(queries, 3) == first.search(queries, 3)
     with pytest.raises(IndexMismatchError, match="fingerprint"):
         load_dense_index(os.path.join(folder, "dense"), corpus=CORPUS)
     meta_path = os.path.join(folder, "dense", "meta.json")

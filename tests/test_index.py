@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,9 @@ def test_load_is_memory_mapped_and_info_is_recorded(tmp_path):
     assert isinstance(engine, PersistentBM25Engine)
     assert isinstance(engine._retriever.scores["data"], np.memmap)
     assert isinstance(engine.store.texts._blob, np.memmap)
+    pickled = pickle.dumps(engine)
+    assert len(pickled) < 2000  # the folder, not a copy of the mapped arrays
+    assert pickle.loads(pickled).search(["Oslo"], 2) == engine.search(["Oslo"], 2)
     engine.save(str(tmp_path / "copy"))
     assert load_index(str(tmp_path / "copy")).search(["Oslo"], 1) == engine.search(["Oslo"], 1)
 

@@ -90,6 +90,10 @@ class DenseEncoder:
         self.model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
         self.dim = int(self.model.config.hidden_size)
 
+    def __reduce__(self) -> tuple:
+        # Pickled as its arguments (vector env workers reload the model, not a pickled module).
+        return DenseEncoder, (self.model_dir, self.e5_prefixes, self.max_length, self.batch_size)
+
     def encode(self, texts: Sequence[str], kind: str = "passage", show_progress: bool = False) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors; ``kind`` is ``"query"`` or ``"passage"``."""
         if kind not in ("query", "passage"):
@@ -122,8 +126,22 @@ class DenseEncoder:
 class DenseEngine:
     """:class:`~mem1_envs.qa.search.SearchEngine` over a faiss index of passage embeddings."""
 
-    def __init__(self, encoder: DenseEncoder, index: Any, store: PassageStore, info: IndexInfo | None = None):
-        self.encoder, self.index, self.store, self.info = encoder, index, store, info
+    def __init__(
+        self,
+        encoder: DenseEncoder,
+        index: Any,
+        store: PassageStore,
+        info: IndexInfo | None = None,
+        folder: str | None = None,
+    ):
+        self.encoder, self.index, self.store, self.info, self.folder = encoder, index, store, info, folder
+
+    def __reduce__(self) -> tuple:
+        # A faiss index cannot be pickled; an engine loaded from a folder is pickled as that folder.
+        if self.folder is None:
+            raise TypeError("only a DenseEngine loaded with load_dense_index can be pickled")
+        nprobe = getattr(self.index, "nprobe", None)
+        return load_dense_index, (self.folder, None, self.encoder.model_dir, nprobe)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -296,7 +314,7 @@ def load_dense_index(
     if params.get("index_type") == "ivf":
         index.nprobe = nprobe or params["nprobe"]
     encoder = DenseEncoder(model_dir, params["e5_prefixes"], params["max_length"])
-    return DenseEngine(encoder, index, store, info)
+    return DenseEngine(encoder, index, store, info, folder)
 
 
 class HybridEngine:

@@ -279,6 +279,10 @@ class PersistentBM25Engine(BM25Engine):
         super().__init__(retriever, store.ids, store.titles, store.texts)  # type: ignore[arg-type]
         self.folder, self.info, self.store = folder, info, store
 
+    def __reduce__(self) -> tuple:
+        # Pickled as its folder: a copy of the memory-mapped arrays would be the whole index.
+        return load_index, (self.folder,)
+
     def save(self, folder: str) -> None:
         """Copy the index folder to ``folder``."""
         shutil.copytree(self.folder, folder, dirs_exist_ok=True)
