@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from mem1_envs.qa.search import tokenize
 from mem1_envs.shop import vocab
 from mem1_envs.shop.catalog import ARRAY_FIELDS, generate_catalog
 from mem1_envs.shop.engine import ShopEngine, cache_folder, load_shop
@@ -147,3 +148,17 @@ def test_vectorized_index_equals_bm25s_own_build():
         assert np.array_equal(reference.scores[key], fast.scores[key]), key
     assert reference.scores["num_docs"] == fast.scores["num_docs"]
     assert reference.vocab_dict == fast.vocab_dict
+
+
+def test_inline_retrieval_equals_the_bm25_engine():
+    shop = ShopEngine.build(generate_catalog(3000, seed=4))
+    for query in (
+        "gluten free potato chips sea salt",
+        "black hoodie large",
+        "usb cable",
+        "zzz",
+        "olive oil 16 ounce",
+    ):
+        key = " ".join(tokenize(query))
+        expected = tuple(int(h.doc_id) for h in shop.search_engine.search([key], k=50)[0]) if key else ()
+        assert shop.search(query) == expected

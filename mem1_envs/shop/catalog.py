@@ -82,10 +82,13 @@ class Catalog:
     def __post_init__(self) -> None:
         # Composed texts are memoised per catalog (pages re-render the same products often).
         self.text = lru_cache(maxsize=4096)(self._text)
+        # Results pages show many titles and few full texts: titles are composed on their own.
+        self.title = lru_cache(maxsize=65536)(self._title)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("text", None)
+        state.pop("title", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -129,13 +132,40 @@ class Catalog:
             out.append((self.option_kind_names[kind], values))
         return tuple(out)
 
-    def title(self, index: int) -> str:
-        return self.text(index).title
+    def _title(self, index: int) -> str:
+        if self.texts is not None:
+            return self.texts[index].title
+        return compose_title(self, index)
 
     def _text(self, index: int) -> ProductText:
         if self.texts is not None:
             return self.texts[index]
         return compose_text(self, index)
+
+
+def _mix(*values: int) -> int:
+    """A 64-bit hash of integers (splitmix64 steps): cheap, deterministic per-product draws."""
+    x = 0x9E3779B97F4A7C15
+    for value in values:
+        x = (x ^ (value & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x
+
+
+def compose_title(catalog: Catalog, index: int) -> str:
+    """Brand, a marketing adjective, 1-2 of the attributes, the type, the first option value."""
+    draw = _mix(catalog.seed, index)
+    kind = catalog.type_of(index)
+    brand = catalog.brand_names[int(catalog.brand[index])]
+    adjective = vocab.ADJECTIVES[draw % len(vocab.ADJECTIVES)]
+    in_title = catalog.attributes(index)[: 1 + (draw >> 16) % 2]
+    title = " ".join([brand, adjective, *in_title, kind.name]).title()
+    first_kind = int(catalog.option_kinds[index, 0])
+    first_value = int(catalog.option_values[index, 0, 0])
+    if first_kind >= 0 and first_value >= 0:
+        title += ", " + catalog.option_value_names[first_value].title()
+    return title
 
 
 def compose_text(catalog: Catalog, index: int) -> ProductText:
@@ -144,12 +174,7 @@ def compose_text(catalog: Catalog, index: int) -> ProductText:
     kind = catalog.type_of(index)
     brand = catalog.brand_names[int(catalog.brand[index])]
     attributes = catalog.attributes(index)
-    adjective = vocab.ADJECTIVES[int(rng.integers(len(vocab.ADJECTIVES)))]
-    in_title = attributes[: 1 + int(rng.integers(2))]
-    title = " ".join([brand, adjective, *in_title, kind.name]).title()
-    options = catalog.options(index)
-    if options and options[0][1]:
-        title += ", " + options[0][1][0].title()
+    title = catalog.title(index)
     bullets = [
         f"{a.capitalize()}: " + _pick(rng, vocab.ATTRIBUTE_SENTENCES).format(attr=a) for a in attributes
     ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from mem1_envs import protocol as proto
@@ -44,6 +45,12 @@ PROMPT = (
 _SCROLL = re.compile(r"^(?:(next|prev|previous) page|page (\d{1,6}))$")
 SCROLL_ERROR = "no_such_screen"
 MAX_ECHO_CHARS = 400
+
+
+@lru_cache(maxsize=2048)
+def _split_cached(page_text: str, screen_tokens: int, count: TokenCounter) -> tuple[tuple[str, ...], str]:
+    screens, footer = split_screens(page_text, screen_tokens, count)
+    return tuple(screens), footer
 
 
 def split_screens(page_text: str, screen_tokens: int, count: TokenCounter) -> tuple[list[str], str]:
@@ -139,7 +146,9 @@ class ShopEpisode:
 
     def _show(self, page_text: str) -> None:
         self.page_query = self.page.to_query()
-        self.screens, self.footer = split_screens(proto.to_charset(page_text), self.screen_tokens, self.count)
+        # Pages repeat (same state, same text): their screens are memoised.
+        screens, self.footer = _split_cached(proto.to_charset(page_text), self.screen_tokens, self.count)
+        self.screens = list(screens)
         self.screen = 0
 
     def _hint(self) -> str:
