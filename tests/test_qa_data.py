@@ -124,7 +124,11 @@ def test_data_spec_parsing():
 
 
 def _questions(sources: dict[str, int]) -> list[Question]:
-    return [Question(f"{s}:{i}", f"{s} question {i}", ("a",), "single", (), s) for s, n in sources.items() for i in range(n)]
+    return [
+        Question(f"{s}:{i}", f"{s} question {i}", ("a",), "single", (), s)
+        for s, n in sources.items()
+        for i in range(n)
+    ]
 
 
 def test_mem1_composition_takes_consecutive_questions_of_one_source():
@@ -135,14 +139,20 @@ def test_mem1_composition_takes_consecutive_questions_of_one_source():
         ["nq:3", "nq:4", "nq:5"],
         ["hotpotqa:0", "hotpotqa:1", "hotpotqa:2"],
     ]
-    assert join_questions(["who wrote hamlet", "capital of norway?"]) == "who wrote hamlet?; capital of norway?"
+    assert (
+        join_questions(["who wrote hamlet", "capital of norway?"]) == "who wrote hamlet?; capital of norway?"
+    )
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         compose_consecutive(questions, 0)
 
 
 def test_random_mix_is_seeded_and_mixes_sources():
     questions = _questions({"nq": 50, "hotpotqa": 50})
-    a, b, c = compose_mixed(questions, 4, seed=1), compose_mixed(questions, 4, seed=1), compose_mixed(questions, 4, seed=2)
+    a, b, c = (
+        compose_mixed(questions, 4, seed=1),
+        compose_mixed(questions, 4, seed=1),
+        compose_mixed(questions, 4, seed=2),
+    )
     assert a == b and a != c and len(a) == 25
     assert sorted(q.qid for g in a for q in g) == sorted(q.qid for q in questions)  # each used once
     assert any(len({q.source for q in g}) > 1 for g in a)
@@ -199,7 +209,11 @@ def test_env_over_flashrag_files_and_a_corpus(tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
     monkeypatch.setenv("MEM1_ENVS_CACHE", str(tmp_path / "cache"))
     env = gym.make(
-        "MEM1-MultiQA-v0", data=f"nq={NQ},hotpotqa={HOTPOT}", corpus=CORPUS_GZ, num_objectives=2, compose="consecutive"
+        "MEM1-MultiQA-v0",
+        data=f"nq={NQ},hotpotqa={HOTPOT}",
+        corpus=CORPUS_GZ,
+        num_objectives=2,
+        compose="consecutive",
     )
     seen_sources = set()
     for seed in range(12):
@@ -211,13 +225,22 @@ def test_env_over_flashrag_files_and_a_corpus(tmp_path, monkeypatch):
         assert first.split(":")[0] == second.split(":")[0]
     assert seen_sources == {"nq", "hotpotqa"}
     observation, info = env.reset(options={"question_ids": ["nq:test_2", "nq:test_6"]})
-    assert "Answer the following questions: what is the largest city in switzerland?; what is the capital of japan?" in observation
-    observation, reward, terminated, truncated, info = env.step("<think>x</think><search>largest city in Switzerland</search>")
+    assert (
+        "Answer the following questions: what is the largest city in switzerland?; what is the capital of japan?"
+        in observation
+    )
+    observation, reward, terminated, truncated, info = env.step(
+        "<think>x</think><search>largest city in Switzerland</search>"
+    )
     assert "Zürich" in observation and "Doc 1(Title: Zürich)" in observation
     assert env.observation_space.contains(observation)
-    observation, reward, terminated, truncated, info = env.step("<think>x</think><search>capital of Japan</search>")
+    observation, reward, terminated, truncated, info = env.step(
+        "<think>x</think><search>capital of Japan</search>"
+    )
     assert "東京" in observation
-    observation, reward, terminated, truncated, info = env.step("<think>x</think><answer>Zurich; Tokyo</answer>")
+    observation, reward, terminated, truncated, info = env.step(
+        "<think>x</think><answer>Zurich; Tokyo</answer>"
+    )
     assert terminated and reward == 2.0 and info["em"] == [1.0, 1.0]
     env.close()
 
@@ -258,7 +281,12 @@ def test_env_bad_rows_follow_on_bad_row(tmp_path, monkeypatch):
 def test_env_splits_never_share_a_question(tmp_path, monkeypatch):
     monkeypatch.setenv("MEM1_ENVS_CACHE", str(tmp_path / "cache"))
     many = tmp_path / "many.jsonl"
-    many.write_text("".join(json.dumps({"question": f"question number {i}", "golden_answers": ["x"]}) + "\n" for i in range(300)))
+    many.write_text(
+        "".join(
+            json.dumps({"question": f"question number {i}", "golden_answers": ["x"]}) + "\n"
+            for i in range(300)
+        )
+    )
     train = gym.make("MEM1-MultiQA-v0", data=str(many), corpus=CORPUS, split="train").unwrapped
     test = gym.make("MEM1-MultiQA-v0", data=str(many), corpus=CORPUS, split="test").unwrapped
     train_ids, test_ids = {q.qid for q in train.questions}, {q.qid for q in test.questions}
@@ -269,3 +297,16 @@ def test_load_qa_sources_keeps_spec_order():
     pytest.importorskip("pyarrow")
     files = load_qa_sources(f"hotpotqa={HOTPOT},nq={NQ}")
     assert [f.name for f in files] == ["hotpotqa", "nq"]
+
+
+def test_corpus_rows_with_integer_ids_or_title_and_text_fields(tmp_path):
+    path = tmp_path / "c.jsonl"
+    rows = [{"id": 7, "contents": '"Oslo"\nA city.'}, {"id": "8", "title": "Bergen", "text": "Rainy."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    assert [(p.doc_id, p.title, p.text) for p in iter_corpus(str(path))] == [
+        ("7", "Oslo", "A city."),
+        ("8", "Bergen", "Rainy."),
+    ]
+    path.write_text(json.dumps({"id": True, "contents": "x"}) + "\n")
+    with pytest.raises(CorpusError, match=r"c\.jsonl:1: missing or invalid 'id' \(True\)"):
+        list(iter_corpus(str(path)))
