@@ -84,7 +84,8 @@ def test_sb3_subproc_vec_env_runs_four_text_envs():
     """SB3's vector env carries the unwrapped text env too (no SB3 algorithm can learn on Text)."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    make = functools.partial(gym.make, "MEM1-MultiQA-v0", world="small")
+    # "module:id" makes a spawned worker import mem1_envs (which registers the id) itself.
+    make = functools.partial(gym.make, "mem1_envs:MEM1-MultiQA-v0", world="small")
     venv = SubprocVecEnv([make] * 4, start_method="spawn")
     try:
         observations = venv.reset()
