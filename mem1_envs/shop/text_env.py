@@ -9,7 +9,9 @@ load the start page) and returns the text read from the live DOM under the readi
 :mod:`mem1_envs.shop.render_html`. The episode core already validates actions with the pure page
 model before the display is called, so invalid actions, rewards, paging and ``info`` are the same
 in both modes by construction; ``info["page_state"]`` (``PageState.to_query()``) can be compared
-with the page's ``data-state`` to detect a browser that drifted.
+with the page's ``data-state`` to detect a browser that drifted. A display that raises leaves
+the episode's state untouched; ``episode.truncate(response, {"truncated_reason": ...})`` then
+ends the episode as a turn limit would.
 """
 
 from __future__ import annotations
