@@ -396,3 +396,15 @@ def test_shop_wrapped_passes_the_checker_and_runs_vectorised():
         observations, *_ = envs.step(masks.argmax(axis=1))
     assert observations["input_ids"].shape == (4, 512)
     envs.close()
+
+
+def test_bench_wrappers_script_quick():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, os.path.join(root, "scripts", "bench_wrappers.py"), "--quick"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "+ TokenizeObservation" in done.stdout and "ratio to text env" in done.stdout
