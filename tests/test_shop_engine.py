@@ -146,6 +146,7 @@ def test_vectorized_index_equals_bm25s_own_build():
     fast.index((documents, dict(vocabulary)), show_progress=False)
     for key in ("data", "indices", "indptr"):
         assert np.array_equal(reference.scores[key], fast.scores[key]), key
+        assert reference.scores[key].dtype == fast.scores[key].dtype, key
     assert reference.scores["num_docs"] == fast.scores["num_docs"]
     assert reference.vocab_dict == fast.vocab_dict
 
@@ -162,3 +163,22 @@ def test_inline_retrieval_equals_the_bm25_engine():
         key = " ".join(tokenize(query))
         expected = tuple(int(h.doc_id) for h in shop.search_engine.search([key], k=50)[0]) if key else ()
         assert shop.search(query) == expected
+
+
+def test_token_matrix_index_equals_the_token_list_index():
+    from types import SimpleNamespace
+
+    from mem1_envs.shop import engine
+
+    catalog = generate_catalog(4000, seed=8)
+    documents, vocabulary = engine._build_token_ids(catalog)
+    matrix, matrix_vocabulary = engine._token_matrix(catalog)
+    assert matrix_vocabulary == vocabulary
+    for i in range(0, 4000, 97):
+        assert sorted(matrix[i][matrix[i] >= 0].tolist()) == sorted(documents[i])
+    from_lists = engine._vectorized_retriever("numpy")
+    from_lists.index((documents, dict(vocabulary)), show_progress=False)
+    from_matrix = engine._vectorized_retriever("numpy")
+    from_matrix.index(SimpleNamespace(ids=matrix, vocab=dict(vocabulary)), show_progress=False)
+    for key in ("data", "indices", "indptr"):
+        assert np.array_equal(from_lists.scores[key], from_matrix.scores[key]), key
