@@ -319,3 +319,14 @@ def test_a_failing_display_leaves_the_episode_consistent_and_can_truncate():
     observation, reward, terminated, truncated, info = episode.truncate("x", {"truncated_reason": "display"})
     assert truncated and not terminated and reward == 0.0
     assert info["truncated_reason"] == "display" and info["page"] == "results"
+
+
+def test_ansi_render_is_the_last_observation():
+    env = WebShopTextEnv(render_mode="ansi", **SMALL)
+    observation, _ = env.reset(seed=0)
+    assert env.render() == observation
+    observation, *_ = env.step(act("search[tea]"))
+    assert env.render() == observation
+    assert WebShopTextEnv(**SMALL).render() is None
+    with pytest.raises(ValueError, match="render_mode must be None or 'ansi', got 'human'"):
+        WebShopTextEnv(render_mode="human", **SMALL)
