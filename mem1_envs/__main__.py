@@ -5,6 +5,10 @@ Build a BM25 index of a Search-R1 corpus, then serve it over Search-R1's ``/retr
     python -m mem1_envs build-index --corpus wiki-18.jsonl.gz --out indexes/wiki-bm25
     python -m mem1_envs serve-retriever --index indexes/wiki-bm25 --port 8000
 
+Check FlashRAG QA files before training on them (bad rows, split sizes, MEM1 episodes)::
+
+    python -m mem1_envs check-data --data nq=nq/train.jsonl,hotpotqa=hotpotqa/train.jsonl
+
 A dense index (extra ``dense``) takes a local sentence-embedding model folder::
 
     python -m mem1_envs build-index --kind dense --model models/e5-base-v2 --e5 \\
@@ -53,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     dense.add_argument("--batch-size", type=_positive, default=64, help="encoding batch size")
     dense.add_argument("--max-length", type=_positive, default=256, help="tokens per passage")
 
+    check = commands.add_parser("check-data", help="load QA files, report bad rows, splits and episodes")
+    check.add_argument("--data", required=True, help="FlashRAG QA files: name=path[,name=path...]")
+    check.add_argument("--on-bad-row", choices=("error", "skip"), default="error", help="default: error")
+    check.add_argument(
+        "--num-objectives", type=_positive, default=2, help="N for the episode count (default 2)"
+    )
+
     serve = commands.add_parser("serve-retriever", help="serve an index over Search-R1's /retrieve API")
     serve.add_argument("--index", required=True, help="index folder made by build-index")
     serve.add_argument("--corpus", help="check the index against this corpus file (fingerprint)")
@@ -70,9 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "build-index":
-        return _build(args)
-    return _serve(args)
+    command = {"build-index": _build, "check-data": _check_data, "serve-retriever": _serve}[args.command]
+    try:
+        return command(args)
+    except (ValueError, OSError, ImportError) as error:  # bad files and arguments: one clear line
+        print(f"{args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    import warnings
+
+    from mem1_envs.qa.data import compose_consecutive, load_qa_sources, split_by_text
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skip counts are printed below
+        files = load_qa_sources(args.data, on_bad_row=args.on_bad_row)
+    n = args.num_objectives
+    print(
+        f"{'source':<12} {'questions':>9} {'skipped':>7} {'train':>7} {'test':>6} {f'episodes(N={n})':>14}  file"
+    )
+    for loaded in files:
+        test = len(split_by_text(loaded.questions, "test"))
+        episodes = len(compose_consecutive(loaded.questions, n))
+        print(
+            f"{loaded.name:<12} {len(loaded.questions):>9} {loaded.skipped:>7} "
+            f"{len(loaded.questions) - test:>7} {test:>6} {episodes:>14}  {loaded.path}"
+        )
+        for example in loaded.skipped_examples:
+            print(f"  skipped {example}")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -310,3 +310,39 @@ def test_corpus_rows_with_integer_ids_or_title_and_text_fields(tmp_path):
     path.write_text(json.dumps({"id": True, "contents": "x"}) + "\n")
     with pytest.raises(CorpusError, match=r"c\.jsonl:1: missing or invalid 'id' \(True\)"):
         list(iter_corpus(str(path)))
+
+
+def test_check_data_cli_reports_sources_and_bad_rows():
+    import subprocess
+    import sys
+
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mem1_envs",
+            "check-data",
+            "--data",
+            f"nq={NQ},bad={BAD}",
+            "--on-bad-row",
+            "skip",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    rows = {
+        line.split()[0]: line.split()[1:6] for line in ok.stdout.splitlines()[1:] if not line.startswith(" ")
+    }
+    assert rows["nq"][:2] == ["8", "0"] and rows["bad"][:2] == ["2", "6"]
+    assert f"skipped {BAD}:4: broken JSON" in ok.stdout
+    failed = subprocess.run(
+        [sys.executable, "-m", "mem1_envs", "check-data", "--data", f"bad={BAD}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        failed.returncode == 1 and f"check-data: error: {BAD}:2: missing or empty 'question'" in failed.stderr
+    )
