@@ -122,3 +122,53 @@ def test_nan_guard_stops_with_the_batch_saved(tmp_path):
         trainer.update([e.record for e in episodes], groups, step=0)
     assert os.path.exists(tmp_path / "nan_batch_step0_rank0.pkl")
     trainer.close()
+
+
+def test_lora_update_trains_adapters_only_and_saves_a_merged_policy(tmp_path):
+    pytest.importorskip("peft")
+    trainer = PPOTrainer(small_config(tmp_path, lora_r=4, kl_coef=0.1))
+    assert trainer.reference is None  # the reference is the base model: adapters disabled
+    before = _params(trainer.core)
+    metrics = trainer.train()[-1]
+    assert math.isfinite(metrics["kl"])
+    after = _params(trainer.core)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k or k.startswith("value_head") for k in changed)
+    folder = trainer.save_policy(str(tmp_path / "merged"))
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(folder)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    trainer.close()
+
+
+def test_train_ppo_cli_with_a_separate_critic_and_gradient_checkpointing(tmp_path):
+    import importlib.util
+
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "train_ppo.py"
+    )
+    spec = importlib.util.spec_from_file_location("_train_ppo", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--config", "tiny-cpu", "--total-steps", "1", "--out-dir", str(tmp_path), "--progress", "false"]
+    argv += ["--env-kwargs", "world=small,max_turns=2,invalid_action=penalize", "--num-envs", "2"]
+    argv += ["--episodes-per-step", "2", "--mini-batch-episodes", "2", "--max-new-tokens", "8"]
+    argv += [
+        "--critic",
+        "separate",
+        "--advantage",
+        "turn",
+        "--kl-mode",
+        "k3_loss",
+        "--gradient-checkpointing",
+        "true",
+    ]
+    config = script.config_from_args(script.build_parser().parse_args(argv))
+    assert config.env_kwargs == (("world", "small"), ("max_turns", 2), ("invalid_action", "penalize"))
+    assert config.critic == "separate" and config.gradient_checkpointing is True and config.num_envs == 2
+    history = script.main(argv)
+    assert len(history) == 1 and math.isfinite(history[0]["value_loss"])
+    assert os.path.exists(tmp_path / "policy" / "config.json") and os.path.exists(tmp_path / "checkpoint.pt")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert any(k.startswith("critic_trunk.") for k in state["model"]) and state["step"] == 1

@@ -1,6 +1,8 @@
-"""DDP with 2 gloo processes makes the same update as one process on the same global batch."""
+"""2 gloo processes (DDP, and FSDP2) make the same update as one process on the same global batch."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -28,19 +30,14 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     )
     records, groups = toy_batch(config, [1.0, 0.0, 0.5, 0.0])
     one = run_single_update(config, records, groups)
-    two = run_ddp_update(config, records, groups, world=2)
-    moved = max(float((one["state"][k] - toy).abs().max()) for k, toy in _initial(config).items())
+    moved = max(float((one["state"][k] - v).abs().max()) for k, v in one["initial"].items())
     assert moved > 1e-4  # the update did something
-    for name, value in one["state"].items():
-        assert torch.allclose(value, two["state"][name], atol=1e-6, rtol=0), name
-    for name in ("policy_loss", "value_loss", "entropy", "clipfrac", "logprob_gap", "kl"):
-        assert one["metrics"][name] == pytest.approx(two["metrics"][name], rel=1e-4, abs=1e-7), name
-
-
-def _initial(config):
-    from agents.ppo.trainer import PPOTrainer
-
-    trainer = PPOTrainer(config)
-    state = {k: v.detach().clone() for k, v in trainer.core.state_dict().items()}
-    trainer.close()
-    return state
+    for kind in ("ddp", "fsdp2"):
+        two = run_ddp_update(dataclasses.replace(config, distributed=kind), records, groups, world=2)
+        for name, value in one["state"].items():
+            assert torch.allclose(value, two["state"][name], atol=1e-6, rtol=0), (kind, name)
+        for name in ("policy_loss", "value_loss", "entropy", "clipfrac", "logprob_gap", "kl"):
+            assert one["metrics"][name] == pytest.approx(two["metrics"][name], rel=1e-4, abs=1e-7), (
+                kind,
+                name,
+            )

@@ -239,14 +239,18 @@ class RolloutBuffer:
             for a, m in zip(self.arrays[name], self.loss_masks, strict=True)
         ]
 
-    def collate(self, indices: Sequence[int], device: Any = None, dtype: Any = None) -> dict[str, Any]:
-        """A collated torch batch of ``indices`` with every per-token array as a ``[B, S]`` tensor."""
+    def collate(
+        self, indices: Sequence[int], device: Any = None, dtype: Any = None, mask: str = "dense"
+    ) -> dict[str, Any]:
+        """A collated torch batch of ``indices`` with every per-token array as a ``[B, S]`` tensor
+        (``mask="block"``: a FlexAttention ``BlockMask``, rows padded to a multiple of 128)."""
         import torch
 
         from mem1_envs.trajectory_torch import collate
 
         chosen = [self.packed[i] for i in indices]
-        batch = collate(chosen, dtype=dtype, device=device)
+        multiple = 128 if mask == "block" else 1
+        batch = collate(chosen, dtype=dtype, device=device, mask=mask, pad_to_multiple_of=multiple)
         size = batch["input_ids"].shape[1]
         for name, per_episode in self.arrays.items():
             stacked = np.zeros((len(indices), size), np.float32)

@@ -37,7 +37,8 @@ class PPOConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (saves memory on long packed sequences)."""
     attention: str = "dense"
-    """Packed-forward mask: ``"dense"`` additive float mask (FlexAttention block masks: see README)."""
+    """Packed-forward mask: ``"dense"`` (additive float ``[B, 1, S, S]``, any attention implementation)
+    or ``"flex"`` (FlexAttention ``BlockMask`` from block ids, no ``S x S`` tensor; training needs CUDA)."""
     lora_r: int = 0
     """LoRA rank through peft (0: full fine-tuning); needs ``pip install mem1-envs[lora]``."""
     lora_alpha: int = 32
@@ -128,7 +129,7 @@ class PPOConfig:
         choices = {
             "critic": ("value_head", "separate", "none"),
             "dtype": ("float32", "bfloat16"),
-            "attention": ("dense",),
+            "attention": ("dense", "flex"),
             "old_logprobs": ("rollout", "recompute"),
             "advantage": ("gae", "turn", "grpo", "gigpo"),
             "kl_mode": ("k1_reward", "k3_loss", "none"),

@@ -49,8 +49,8 @@ def _worker(rank: int, world: int, port: int, config: Any, batch_path: str, out_
     share = len(records) // world
     mine = slice(rank * share, (rank + 1) * share)
     metrics = trainer.update(records[mine], groups[mine], step=0)
+    state = trainer._model_state()  # a collective under FSDP2: every rank takes part
     if rank == 0:
-        state = {k: v.detach().cpu() for k, v in trainer.core.state_dict().items()}
         torch.save({"state": state, "metrics": metrics}, out_path)
     trainer.close()
     dist.barrier()
@@ -61,10 +61,11 @@ def run_single_update(config: Any, records: list, groups: list) -> dict[str, Any
     from agents.ppo.trainer import PPOTrainer
 
     trainer = PPOTrainer(config)
+    initial = {k: v.detach().cpu().clone() for k, v in trainer.core.state_dict().items()}
     metrics = trainer.update(records, groups, step=0)
     state = {k: v.detach().cpu() for k, v in trainer.core.state_dict().items()}
     trainer.close()
-    return {"state": state, "metrics": metrics}
+    return {"state": state, "metrics": metrics, "initial": initial}
 
 
 def run_ddp_update(config: Any, records: list, groups: list, world: int = 2) -> dict[str, Any]:
@@ -106,6 +107,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--world", type=int, default=2)
+    parser.add_argument("--distributed", default="ddp", choices=["ddp", "fsdp2"])
     args = parser.parse_args()
     from agents.ppo.config import preset
 
@@ -119,12 +121,13 @@ def main() -> None:
         max_new_tokens=8,
         out_dir=tempfile.mkdtemp(),
         progress=False,
+        distributed=args.distributed,
     )
     records, groups = toy_batch(config, [1.0, 0.0, 0.5, 0.0])
     one = run_single_update(config, records, groups)
     many = run_ddp_update(config, records, groups, world=args.world)
     diff = max(float((one["state"][k] - many["state"][k]).abs().max()) for k in one["state"])
-    print(f"max |param(1 process) - param({args.world} processes)| = {diff:.3e}")
+    print(f"{args.distributed}: max |param(1 process) - param({args.world} processes)| = {diff:.3e}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from agents.ppo.metrics import MetricsLogger
 from agents.ppo.model import ActorCritic
 from agents.rollout import Episode, collect
 from mem1_envs.trajectory import RolloutRecord
-from mem1_envs.trajectory_torch import forward_logprobs
 
 __all__ = ["PPOTrainer", "rng_state", "set_rng_state"]
 
@@ -100,7 +99,8 @@ class PPOTrainer:
         self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         torch.manual_seed(config.seed)  # identical value-head init on every rank
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        attention = {"attn_implementation": "flex_attention"} if config.attention == "flex" else {}
+        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
         self.lora = config.lora_r > 0
         if self.lora:
             try:
@@ -111,7 +111,12 @@ class PPOTrainer:
                 policy, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear")
             )
         if config.gradient_checkpointing:
-            policy.gradient_checkpointing_enable()
+            # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.
+            enable = (
+                getattr(policy, "activation_checkpointing_enable", None)
+                or policy.gradient_checkpointing_enable
+            )
+            enable()
             policy.config.use_cache = False
         critic_model = None
         if config.uses_critic and config.critic == "separate":
@@ -124,12 +129,14 @@ class PPOTrainer:
             critic_model=critic_model,
             temperature=config.temperature,
         ).to(self.device)
-        self.reference = None
+        self.reference: ActorCritic | None = None
         if config.kl_mode != "none" and config.kl_coef > 0 and not self.lora:
-            self.reference = (
-                AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+            reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
+            # The same selective packed forward as the policy's (LM head on loss positions only).
+            self.reference = ActorCritic(reference, critic="none", temperature=config.temperature).to(
+                self.device
             )
-            self.reference.requires_grad_(False)
+            self.reference.eval().requires_grad_(False)
         self.module: torch.nn.Module = self.core
         if self.world > 1:
             if config.distributed == "ddp":
@@ -176,6 +183,7 @@ class PPOTrainer:
             else contextlib.nullcontext()
         )
         self.mask_dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+        self.mask_kind = "block" if config.attention == "flex" else "dense"
         torch.manual_seed(config.seed * 1009 + self.rank)  # ranks sample different rollouts
 
     # -- helpers -----------------------------------------------------------------------------
@@ -222,11 +230,11 @@ class PPOTrainer:
         self.core.eval()
         for start in range(0, len(buffer), c.micro_batch_episodes):
             indices = list(range(start, min(start + c.micro_batch_episodes, len(buffer))))
-            batch = buffer.collate(indices, device=self.device, dtype=self.mask_dtype)
+            batch = buffer.collate(indices, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind)
             with self.autocast:
                 out = self.core(batch)
                 if self.reference is not None:
-                    ref = forward_logprobs(self.reference, batch)
+                    ref = self.reference(batch)["logprobs"]
                 elif self.lora and c.kl_mode != "none" and c.kl_coef > 0:
                     with self.core.policy.disable_adapter():
                         ref = self.core(batch)["logprobs"]
@@ -292,7 +300,9 @@ class PPOTrainer:
                 micro_starts = list(range(0, len(mini), c.micro_batch_episodes))
                 for n_micro, micro_start in enumerate(micro_starts):
                     indices = mini[micro_start : micro_start + c.micro_batch_episodes]
-                    batch = buffer.collate(indices, device=self.device, dtype=self.mask_dtype)
+                    batch = buffer.collate(
+                        indices, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind
+                    )
                     forwarded += int(batch["lengths"].sum())
                     last = n_micro == len(micro_starts) - 1
                     sync = contextlib.nullcontext()
