@@ -5,6 +5,11 @@ Generating and indexing the default world takes a few seconds; the result is cac
 a vector env shares one copy. Two processes building the same world at once each build into a
 private folder and atomically rename it into place; the loser keeps the winner's copy.
 
+Real data (:func:`load_source`): FlashRAG question files (:mod:`mem1_envs.qa.data`) searched
+through a ``/retrieve`` server (:mod:`mem1_envs.qa.remote`), an index folder
+(:mod:`mem1_envs.qa.index`, :mod:`mem1_envs.qa.dense`) or a corpus file indexed into the same
+cache on first use, keyed by the corpus fingerprint.
+
 >>> source = load_world_source("small", seed=0)
 >>> len(source.questions) > 0 and isinstance(source.engine, BM25Engine)
 True
