@@ -291,3 +291,8 @@ class MultiQAScriptedAgent:
     def _respond(self, facts: dict[str, str], kind: str, content: str) -> str:
         state = " | ".join(f"{key}={value}" for key, value in facts.items())
         return proto.wrap(self.tags.state, state) + proto.wrap(self.tags.tag_for(kind), content)
+
+
+from agents.scripted_shop import WebShopScriptedAgent  # noqa: E402  (one import path for every scripted agent)
+
+__all__ = ["MultiQAScriptedAgent", "WebShopScriptedAgent", "plan_for"]

@@ -90,7 +90,7 @@ class BM25Engine:
         if not answerable:
             return results
         documents, scores = self._retriever.retrieve(
-            [token_lists[i] for i in answerable], k=k, show_progress=False, n_threads=1
+            [token_lists[i] for i in answerable], k=k, show_progress=False, n_threads=0
         )
         for row, query_index in enumerate(answerable):
             results[query_index] = [
