@@ -163,6 +163,25 @@ def evaluate(env: gym.Env, choose: Any, episodes: int, seed: int) -> float:
     return total / episodes
 
 
+def progress_bar(args: Args) -> Any:
+    """A tqdm bar over env steps (SB3's own bar also needs ``rich``, which the ``rl`` extra lacks)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    class TqdmCallback(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=args.timesteps, desc=f"{args.algo} on {args.env}", unit="step")
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return TqdmCallback()
+
+
 def train(args: Args) -> dict[str, Any]:
     """Train, save, reload and evaluate; returns the figures it prints."""
     if torch is None:
@@ -205,7 +224,7 @@ def train(args: Args) -> dict[str, Any]:
         verbose=0,
     )
     start = time.perf_counter()
-    model.learn(total_timesteps=args.timesteps, progress_bar=args.progress)
+    model.learn(total_timesteps=args.timesteps, callback=progress_bar(args) if args.progress else None)
     train_seconds = time.perf_counter() - start
     venv.close()
 
