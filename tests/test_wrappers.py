@@ -137,9 +137,11 @@ def test_tokenize_observation_takes_a_hugging_face_tokenizer():
 
 
 # -- CandidateActions ------------------------------------------------------------------------
-@pytest.mark.parametrize("num_objectives", [1, 2, 3])
-def test_candidates_contain_a_winning_line(num_objectives):
-    env = CandidateActions(make_text(num_objectives), num_candidates=12)
+@pytest.mark.parametrize(
+    ("num_objectives", "memory"), [(1, "mem1"), (2, "mem1"), (3, "mem1"), (3, "window"), (3, "full")]
+)
+def test_candidates_contain_a_winning_line(num_objectives, memory):
+    env = CandidateActions(make_text(num_objectives, memory=memory), num_candidates=12)
     total = 0.0
     for seed in range(15):
         _, info = env.reset(seed=seed)
