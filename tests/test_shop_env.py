@@ -15,7 +15,7 @@ import mem1_envs  # noqa: F401  (registers the ids)
 from agents.scripted_shop import WebShopScriptedAgent
 from mem1_envs.memory import count_tokens
 from mem1_envs.shop.episode import split_screens
-from mem1_envs.shop.text_env import WebShopTextEnv, fast_count_tokens
+from mem1_envs.shop.text_env import WebShopTextEnv
 
 SMALL = {"n_products": 3000}
 
@@ -254,11 +254,6 @@ def test_unicode_is_replaced_in_observations():
     env.reset(seed=0)
     observation, *_ = env.step(act("search[caf\u00e9 \u2603]", memory="m\u00e9moire"))
     assert env.observation_space.contains(observation) and "caf? ?" in observation
-
-
-def test_fast_counter_counts_like_the_default():
-    for text in ["Doc 1(Title: Oslo) is a city.", "", "a_b c-d  e\n\tf!!", "\u00e9t\u00e9 \u2603"]:
-        assert fast_count_tokens(text) == count_tokens(text)
 
 
 @pytest.mark.parametrize(

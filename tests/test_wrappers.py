@@ -422,3 +422,14 @@ def test_bench_wrappers_script_quick():
     done = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "+ TokenizeObservation" in done.stdout and "ratio to text env" in done.stdout
+
+
+def test_history_mode_switches_the_shop_env():
+    env = HistoryMode(gym.make("MEM1-WebShop-v0", n_products=2000), mode="full")
+    env.reset(seed=0)
+    for _ in range(3):
+        observation, *_, info = env.step("<summary>m</summary><answer>search[red shirt]</answer>")
+    assert info["history_mode"] == "full" and observation.count("<summary>m</summary>") == 3
+    env.set_mode("mem1")
+    observation, *_ = env.step("<summary>m</summary><answer>search[blue]</answer>")
+    assert observation.count("<summary>m</summary>") == 1

@@ -15,7 +15,8 @@ class HistoryMode(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``mem1`` shows the prompt, the last internal state, action and observation; ``window``
     the last ``window`` turns; ``full`` the whole history (ReAct). :meth:`set_mode` switches a
     running env: the turns so far are kept and the next observation is built by the new policy.
-    The env must offer ``set_context_policy(memory, window)`` (``MEM1-MultiQA-v0`` does).
+    The env must offer ``set_context_policy(memory, window)`` (``MEM1-MultiQA-v0`` and
+    ``MEM1-WebShop-v0`` do).
     ``info["history_mode"]`` names the policy that built each observation.
 
     Args:

@@ -16,8 +16,7 @@ ends the episode as a turn limit would.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -30,14 +29,6 @@ from mem1_envs.shop.episode import ShopEpisode
 from mem1_envs.shop.goals import Goal, sample_goal
 from mem1_envs.shop.pages import PageState
 from mem1_envs.shop.render_text import render_text
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def fast_count_tokens(text: str) -> int:
-    """:func:`mem1_envs.memory.count_tokens`, same count, faster."""
-    return len(_TOKEN.findall(text))
-
 
 MAX_TEXT_LENGTH = 10_000_000  # observation/action Text spaces: far above any real context
 
@@ -205,9 +196,7 @@ class WebShopTextEnv(gym.Env[str, str]):
 
     def _attach(self) -> None:
         self.shop = self._given_shop or load_shop(self.config.n_products, self.config.catalog_seed)
-        counter = self.config.token_counter
-        # The default counter's exact rule, counted by findall (about 3x faster than memory's loop).
-        self.count_tokens = fast_count_tokens if counter is None else make_token_counter(counter)
+        self.count_tokens = make_token_counter(self.config.token_counter)
         self.policy = ContextPolicy(
             self.config.memory, self.config.max_context_tokens, self.config.window, self.count_tokens
         )
@@ -252,6 +241,17 @@ class WebShopTextEnv(gym.Env[str, str]):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         return self.episode.step(action)
+
+    def set_context_policy(self, memory: str, window: int | None = None) -> None:
+        """Switch the context policy (``"mem1"``, ``"window"``, ``"full"``) of this running env.
+
+        Used by ``wrappers.HistoryMode``; the turns so far are kept and the next observation is
+        built by the new policy. ``window=None`` keeps the current window.
+        """
+        window = self.config.window if window is None else window
+        self.config = replace(self.config, memory=memory, window=window)  # validates both
+        self.policy = ContextPolicy(memory, self.config.max_context_tokens, window, self.count_tokens)
+        self.episode.policy = self.policy
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
