@@ -93,7 +93,7 @@ def turn_gae(
 
     >>> adv, ret = turn_gae(np.array([0.0, 1.0]), np.array([0.5, 0.25]))
     >>> adv.tolist(), ret.tolist()
-    [[0.5, 0.75], [1.0, 1.0]]
+    ([0.5, 0.75], [1.0, 1.0])
     """
     turn_rewards = np.asarray(turn_rewards, np.float64)
     turn_values = np.asarray(turn_values, np.float64)
