@@ -19,7 +19,7 @@ Advantage estimators (pure numpy functions, tested against hand-computed values)
 
 >>> groups = np.array([0, 0, 1, 1])
 >>> grpo_advantages(np.array([1.0, 0.0, 2.0, 2.0]), groups).round(3).tolist()
-[0.707, -0.707, 0.0, 0.0]
+[1.0, -1.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
