@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         micro_batch_episodes=micro,
         max_new_tokens=32 if cuda else 8,
         total_steps=ppo_steps,
+        # The 3B shape leaves out the frozen reference copy (12 GiB in fp32) to fit one 80 GB GPU.
+        kl_mode="none" if args.shape == "qwen2.5-3b" and cuda else "k1_reward",
         actor_lr=1e-6,
         critic_lr=1e-5,
         out_dir=os.path.join(scratch, "run"),
@@ -238,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"fp32 {results['replay_error_fp32']:.2e}"
     )
     trainer.close()
+    if cuda and args.shape == "qwen2.5-3b":
+        verdict = "meets" if results["train_tokens_per_s_per_gpu"] >= 5000 else "misses"
+        print(f"bar: >= 5,000 training tokens/s/GPU for a 3B-shaped model on an H100: {verdict} it")
     print("GPU_CHECK_OK" if cuda else "GPU_CHECK_CPU_FALLBACK_OK")
     return results
 
