@@ -68,9 +68,10 @@ def test_one_ppo_update_end_to_end(tmp_path):
     trainer.close()
 
 
-def test_one_grpo_update_end_to_end(tmp_path):
+@pytest.mark.parametrize("advantage", ["grpo", "gigpo"])
+def test_one_grpo_update_end_to_end(tmp_path, advantage):
     config = small_config(
-        tmp_path, advantage="grpo", critic="none", group_size=2, kl_mode="k3_loss", kl_coef=0.1
+        tmp_path, advantage=advantage, critic="none", group_size=2, kl_mode="k3_loss", kl_coef=0.1
     )
     trainer = PPOTrainer(config)
     seeds, groups = trainer.prompt_seeds(0)
@@ -172,3 +173,12 @@ def test_train_ppo_cli_with_a_separate_critic_and_gradient_checkpointing(tmp_pat
     assert os.path.exists(tmp_path / "policy" / "config.json") and os.path.exists(tmp_path / "checkpoint.pt")
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert any(k.startswith("critic_trunk.") for k in state["model"]) and state["step"] == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention training needs CUDA")
+def test_flex_attention_update_on_gpu(tmp_path):
+    trainer = PPOTrainer(small_config(tmp_path, attention="flex", device="cuda", dtype="bfloat16"))
+    metrics = trainer.train()[-1]
+    assert math.isfinite(metrics["policy_loss"]) and metrics["logprob_gap"] < 0.05
+    trainer.close()
