@@ -41,3 +41,44 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                 kind,
                 name,
             )
+
+
+def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
+    """The whole loop under torchrun (gloo): rollouts per rank, metrics, checkpoint, resume."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from agents.ppo.selfcheck import free_port
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+    ]
+    args = [os.path.join(root, "scripts", "train_ppo.py"), "--config", "tiny-cpu", "--out-dir", str(tmp_path)]
+    args += ["--progress", "false", "--env-kwargs", "world=small,max_turns=2,invalid_action=penalize"]
+    args += [
+        "--num-envs",
+        "2",
+        "--episodes-per-step",
+        "4",
+        "--mini-batch-episodes",
+        "4",
+        "--micro-batch-episodes",
+        "1",
+    ]
+    args += ["--max-new-tokens", "8", "--save-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for steps, extra in ((2, []), (3, ["--resume"])):
+        command = [*torchrun, f"--master_port={free_port()}", *args, "--total-steps", str(steps), *extra]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [line["step"] for line in lines] == [1, 2, 3]  # the resumed run went on from step 2
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and len(state["rng"]) == 2  # one RNG state per rank
