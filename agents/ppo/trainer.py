@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import pickle
 import random
@@ -549,7 +548,3 @@ class PPOTrainer:
     def close(self) -> None:
         for env in self.envs:
             env.close()
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
