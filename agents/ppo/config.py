@@ -27,7 +27,7 @@ class PPOConfig:
 
     # -- model ---------------------------------------------------------------------------------
     model: str | None = None
-    """Policy checkpoint directory or hub name (None: the default tiny model, built offline)."""
+    """Policy checkpoint directory or hub name (None or ``"tiny"``: the default tiny model, built offline)."""
     critic: str = "value_head"
     """``"value_head"`` (a linear head on the policy), ``"separate"`` (own model) or ``"none"`` (GRPO)."""
     critic_model: str | None = None

@@ -91,7 +91,7 @@ class PPOTrainer:
             )
         # -- models ----------------------------------------------------------------------------
         path = policy_path or config.model
-        if path is None:
+        if path in (None, "tiny"):
             from agents.tiny_model import default_tiny_model
 
             path = default_tiny_model()
