@@ -11,6 +11,7 @@ numpy arrays and one sparse matrix, and a saved index loads memory-mapped.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -31,6 +32,26 @@ _WORD = re.compile(r"\w+")
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens without stop words (the tokenizer of index and queries alike)."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@functools.cache
+def _cache_bm25s_kernels() -> None:
+    """Turn on numba's on-disk cache for bm25s's retrieval kernels.
+
+    bm25s jits them without ``cache=True``, so every process (each vector-env worker, each
+    test subprocess) spent 5-20 s compiling before its first search; with the cache that
+    first search takes under a second after the first process ever.
+    """
+    from numba.core.registry import CPUDispatcher
+
+    try:
+        from bm25s.numba import retrieve_utils, selection
+    except ImportError:  # a bm25s without its numba module: nothing to cache
+        return
+    for module in (retrieve_utils, selection):
+        for kernel in vars(module).values():
+            if isinstance(kernel, CPUDispatcher):
+                kernel.enable_caching()
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,7 @@ class BM25Engine:
     """BM25 (Lucene variant, k1=1.5, b=0.75) over passages, numba-accelerated retrieval."""
 
     def __init__(self, retriever: object, ids: np.ndarray, titles: np.ndarray, texts: np.ndarray):
+        _cache_bm25s_kernels()
         self._retriever = retriever
         self.ids, self.titles, self.texts = ids, titles, texts
 
