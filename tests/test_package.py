@@ -43,7 +43,11 @@ def test_demo_script_runs_and_prints_the_table():
 
 def test_env_benchmark_quick_runs():
     result = subprocess.run(
-        [sys.executable, "scripts/bench_env.py", "--quick"], capture_output=True, text=True, cwd=ROOT, timeout=300
+        [sys.executable, "scripts/bench_env.py", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("1 |", "4 |", "16 |"))]
