@@ -152,3 +152,9 @@ def test_config_validation_names_the_value():
         64,
         0.95,
     )
+
+
+def test_buffer_leaves_out_episodes_whose_answer_does_not_fit():
+    short = RolloutRecord([1], [TurnRecord([], [2])], reward=1.0)
+    buffer = RolloutBuffer.from_records([_toy_record(), short], group_ids=[7, 8], max_tokens=4)
+    assert buffer.skipped == [0] and len(buffer) == 1 and buffer.group_ids.tolist() == [8]

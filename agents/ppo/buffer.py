@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, gae_generated
+from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, gae_generated, pack_records
 
 __all__ = [
     "RolloutBuffer",
@@ -125,12 +125,14 @@ class RolloutBuffer:
         group_ids: the prompt group of each episode (GRPO/GiGPO).
         step_keys: per episode, one key per kept turn (hash of its bounded context).
         arrays: per-token arrays by name, each a list with one ``[S_i]`` float32 array per episode.
+        skipped: indices of input records left out by the D7 rule (answer would not fit).
     """
 
     packed: list[PackedTrajectory]
     group_ids: np.ndarray
     step_keys: list[list[str]]
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
 
     @classmethod
     def from_records(
@@ -139,14 +141,20 @@ class RolloutBuffer:
         group_ids: Sequence[int] | None = None,
         max_tokens: int | None = None,
     ) -> RolloutBuffer:
-        """Pack each record; the caller then fills ``old_logprobs``/``ref_logprobs``/``values``."""
-        packed = [record.pack(max_tokens=max_tokens) for record in records]
+        """Pack each record (D7 rule: a record whose prompt + final turn exceed ``max_tokens`` is
+        left out and listed in ``skipped``); the caller then fills ``old_logprobs``/``ref_logprobs``/``values``."""
+        packed, skipped = pack_records(records, max_tokens)
+        kept = [i for i in range(len(records)) if i not in set(skipped)]
         keys = [
-            [step_key(turn.context_ids) for k, turn in enumerate(record.turns) if k not in p.dropped_turns]
-            for record, p in zip(records, packed, strict=True)
+            [
+                step_key(turn.context_ids)
+                for k, turn in enumerate(records[i].turns)
+                if k not in p.dropped_turns
+            ]
+            for i, p in zip(kept, packed, strict=True)
         ]
         groups = np.arange(len(records)) if group_ids is None else np.asarray(group_ids)
-        buffer = cls(packed, groups, keys)
+        buffer = cls(packed, groups[kept], keys, skipped=skipped)
         buffer.arrays["task_rewards"] = [p.rewards.astype(np.float32) for p in packed]
         buffer.arrays["rollout_logprobs"] = [np.nan_to_num(p.old_logprobs, nan=0.0) for p in packed]
         return buffer

@@ -70,15 +70,8 @@ class ActorCritic(nn.Module):
     def forward(self, batch: dict[str, Any], need_entropy: bool = False) -> dict[str, torch.Tensor]:
         """``logprobs``, ``values`` (zeros without a critic) and ``entropy``: ``[B, S]``, 0 off the loss."""
         decoder, head = decoder_and_head(self.policy)
-        if "block_mask" in batch:  # FlexAttention: the compact mask, no S x S tensor
-            inputs = {
-                "input_ids": batch["input_ids"],
-                "attention_mask": batch["block_mask"],
-                "position_ids": batch["position_ids"],
-            }
-        else:
-            inputs = model_inputs(batch)
-            inputs.pop("use_cache")
+        inputs = model_inputs(batch)  # dense additive mask, or the FlexAttention BlockMask
+        inputs.pop("use_cache")
         hidden = decoder(**inputs, use_cache=False).last_hidden_state
         loss_mask = batch["loss_mask"].to(hidden.device)
         rows, positions = loss_mask.nonzero(as_tuple=True)

@@ -265,7 +265,15 @@ class PPOTrainer:
         c = self.config
         step = self.step if step is None else step
         buffer = RolloutBuffer.from_records(records, group_ids, max_tokens=c.max_packed_tokens)
+        skipped = int(self.all_reduce(np.array([len(buffer.skipped)], np.float64))[0])
+        if skipped and (self.world > 1 or not len(buffer)):
+            # Ranks must keep equal batches (FSDP2 forwards are collectives): no silent imbalance.
+            raise ValueError(
+                f"max_packed_tokens={c.max_packed_tokens} cannot hold the prompt and final turn of {skipped} "
+                "episode(s) of this batch (D7: the answer is never cut); raise it"
+            )
         metrics = self.score(buffer)
+        metrics["skipped_episodes"] = float(skipped)
         buffer.compute_advantages(
             c.advantage,
             kl_coef=c.kl_coef,
