@@ -43,7 +43,8 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
             )
 
 
-def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
+@pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
+def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path, kind):
     """The whole loop under torchrun (gloo): rollouts per rank, metrics, checkpoint, resume."""
     import json
     import os
@@ -72,7 +73,7 @@ def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
         "--micro-batch-episodes",
         "1",
     ]
-    args += ["--max-new-tokens", "8", "--save-every", "1"]
+    args += ["--max-new-tokens", "8", "--save-every", "1", "--distributed", kind]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for steps, extra in ((2, []), (3, ["--resume"])):
         command = [*torchrun, f"--master_port={free_port()}", *args, "--total-steps", str(steps), *extra]
@@ -82,3 +83,4 @@ def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
     assert [line["step"] for line in lines] == [1, 2, 3]  # the resumed run went on from step 2
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == 3 and len(state["rng"]) == 2  # one RNG state per rank
+    assert (tmp_path / "policy" / "model.safetensors").exists()

@@ -150,6 +150,14 @@ class PPOTrainer:
                 for layer in getattr(self.core.policy.get_decoder(), "layers", []):
                     fully_shard(layer)
                 fully_shard(self.core)
+                # One tiny forward through the root initialises FSDP's state as a whole; otherwise
+                # generate() (which calls the layers, not the root) makes each layer its own root.
+                from mem1_envs.trajectory import pack_exact
+                from mem1_envs.trajectory_torch import collate
+
+                with torch.no_grad():
+                    self.core(collate([pack_exact([0], [([], [0])])], device=self.device))
+                self.core.reshard()  # the root stays gathered after a forward: the optimizer needs the shards
         # -- optimisation ----------------------------------------------------------------------
         critic_params = [
             p for n, p in self.core.named_parameters() if not n.startswith("policy.") and p.requires_grad
@@ -216,9 +224,23 @@ class PPOTrainer:
         seeds, groups = self.prompt_seeds(step)
         start = time.perf_counter()
         self.core.eval()
-        episodes = collect(self.envs, self.sampler, seeds)
+        with self._gathered():
+            episodes = collect(self.envs, self.sampler, seeds)
         self.core.train()
         return episodes, groups, time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def _gathered(self) -> Any:
+        """Under FSDP2, ``generate`` bypasses the root module's forward hooks: gather the root's
+        own parameters (embeddings, final norm, head) for it; decoder layers gather themselves."""
+        sharded = self.world > 1 and self.config.distributed == "fsdp2"
+        if sharded:
+            self.core.unshard()
+        try:
+            yield
+        finally:
+            if sharded:
+                self.core.reshard()
 
     # -- 2. score ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -409,6 +431,20 @@ class PPOTrainer:
             )
         return {k: v.detach().cpu() for k, v in self.core.state_dict().items()}
 
+    @property
+    def _fsdp(self) -> bool:
+        return self.world > 1 and self.config.distributed == "fsdp2"
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        """The optimizer state; under FSDP2 gathered in full (a collective), as the model's."""
+        if self._fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            return get_optimizer_state_dict(
+                self.core, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+        return self.optimizer.state_dict()
+
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, step (the data position) and every rank's RNG states."""
         states: list[Any] = [rng_state()]
@@ -416,11 +452,12 @@ class PPOTrainer:
             states = [None] * self.world
             dist.all_gather_object(states, rng_state())
         model_state = self._model_state()
+        optimizer_state = self._optimizer_state()
         if self.is_main:
             os.makedirs(self.config.out_dir, exist_ok=True)
             payload = {
                 "model": model_state,
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optimizer_state,
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
                 "rng": states,
@@ -440,8 +477,19 @@ class PPOTrainer:
         if not os.path.exists(path):
             return False
         payload = torch.load(path, map_location="cpu", weights_only=False)
-        self.core.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        if self._fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.core, payload["model"], options=options)
+            set_optimizer_state_dict(self.core, self.optimizer, payload["optimizer"], options=options)
+        else:
+            self.core.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = int(payload["step"])
         set_rng_state(payload["rng"][self.rank if len(payload["rng"]) > self.rank else 0])
@@ -450,12 +498,22 @@ class PPOTrainer:
     def save_policy(self, folder: str | None = None) -> str:
         """``save_pretrained`` the policy (LoRA merged) and tokenizer: loadable by evaluate.py."""
         folder = folder or os.path.join(self.config.out_dir, "policy")
-        if self.is_main:
+        if self.world > 1 and self.config.distributed == "fsdp2":
+            full = self._model_state()  # a collective: every rank gathers, rank 0 writes
+            if self.is_main:
+                if self.lora:
+                    raise NotImplementedError("saving a merged LoRA policy under FSDP2 is not supported")
+                state = {k[len("policy.") :]: v for k, v in full.items() if k.startswith("policy.")}
+                self.core.policy.save_pretrained(folder, state_dict=state)
+                self.tokenizer.save_pretrained(folder)
+        elif self.is_main:
             policy = self.core.policy
             if self.lora:
                 policy = policy.merge_and_unload()
             policy.save_pretrained(folder)
             self.tokenizer.save_pretrained(folder)
+        if self.world > 1:
+            dist.barrier()
         return folder
 
     # -- evaluation --------------------------------------------------------------------------
@@ -478,7 +536,8 @@ class PPOTrainer:
         )
         saved = rng_state()
         self.core.eval()
-        episodes = collect(envs, policy, list(seeds), generation_seed=c.seed)
+        with self._gathered():
+            episodes = collect(envs, policy, list(seeds), generation_seed=c.seed)
         self.core.train()
         set_rng_state(saved)
         return {
