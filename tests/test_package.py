@@ -52,3 +52,14 @@ def test_env_benchmark_quick_runs():
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("1 |", "4 |", "16 |"))]
     assert len(rows) == 6 and all(row.split(" | ")[3] == "1.000" for row in rows)
+
+
+def test_readme_multiqa_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## MEM1-MultiQA-v0 in five lines", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("4.0 [1.0, 1.0, 1.0, 1.0]")
