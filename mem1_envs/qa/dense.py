@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -27,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus
-from mem1_envs.qa.index import IndexInfo, IndexMismatchError, check_corpus, read_info, write_info
+from mem1_envs.qa.index import (
+    IndexInfo,
+    IndexMismatchError,
+    building_folder,
+    check_corpus,
+    read_info,
+    write_info,
+)
 from mem1_envs.qa.search import Hit, SearchEngine
 
 DENSE_FORMAT = 1
@@ -192,18 +197,11 @@ def build_dense_index(
     """
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-    if os.path.exists(out) and os.listdir(out) and not overwrite:
-        raise FileExistsError(
-            f"index folder {out!r} exists and is not empty; pass overwrite=True (--overwrite)"
-        )
     faiss = _import_faiss()
     start = time.perf_counter()
     encoder = DenseEncoder(model_dir, e5_prefixes, max_length, batch_size)
     fingerprint = corpus_fingerprint(corpus)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".building-", dir=parent)
-    try:
+    with building_folder(out, overwrite) as scratch:
         vector_path = os.path.join(scratch, "vectors.f32")
         with open(vector_path, "wb") as vector_file:
             passages = _encoded(iter_corpus(corpus, limit), encoder, vector_file, chunk, show_progress)
@@ -252,14 +250,7 @@ def build_dense_index(
             },
         )
         write_info(scratch, info)
-        if overwrite and os.path.exists(out):
-            shutil.rmtree(out)
-        elif os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
-        os.rename(scratch, out)
-        return info
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return info
 
 
 def _encoded(

@@ -26,6 +26,7 @@ Every index records a fingerprint of the corpus file it was built from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -198,6 +199,31 @@ def write_bm25(counter: _TermCounter, folder: str, k1: float, b: float) -> None:
         json.dump(params, handle, indent=4)
 
 
+@contextlib.contextmanager
+def building_folder(out: str, overwrite: bool) -> Iterator[str]:
+    """A scratch folder beside ``out`` that is renamed to ``out`` when the block ends cleanly.
+
+    An interrupted build never leaves a half index that loads, and a build that finds ``out``
+    filled by another build meanwhile fails on the rename rather than clobber it.
+    """
+    if os.path.exists(out) and os.listdir(out) and not overwrite:
+        raise FileExistsError(
+            f"index folder {out!r} exists and is not empty; pass overwrite=True (--overwrite)"
+        )
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".building-", dir=parent)
+    try:
+        yield scratch
+        if overwrite and os.path.exists(out):
+            shutil.rmtree(out)
+        elif os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        os.rename(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def build_index(
     corpus: str,
     out: str,
@@ -217,18 +243,11 @@ def build_index(
     interrupted build never leaves a half index that loads. ``limit`` indexes only the first
     passages (for trials). Returns the recorded :class:`IndexInfo`.
     """
-    if os.path.exists(out) and os.listdir(out) and not overwrite:
-        raise FileExistsError(
-            f"index folder {out!r} exists and is not empty; pass overwrite=True (--overwrite)"
-        )
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     start = time.perf_counter()
     fingerprint = corpus_fingerprint(corpus)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".building-", dir=parent)
-    try:
+    with building_folder(out, overwrite) as scratch:
         counter = _TermCounter(os.path.join(scratch, "chunks"), chunk_tokens)
         PassageStore.write(
             os.path.join(scratch, "passages"), _counted(iter_corpus(corpus, limit), counter, show_progress)
@@ -254,14 +273,7 @@ def build_index(
             },
         )
         write_info(scratch, info)
-        if overwrite and os.path.exists(out):
-            shutil.rmtree(out)
-        elif os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
-        os.rename(scratch, out)  # fails if another build filled ``out`` meanwhile: never clobber it
-        return info
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return info
 
 
 def _counted(passages: Iterator[Passage], counter: _TermCounter, show_progress: bool) -> Iterator[Passage]:
