@@ -34,9 +34,12 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert moved > 1e-4  # the update did something
     for kind in ("ddp", "fsdp2"):
         two = run_ddp_update(dataclasses.replace(config, distributed=kind), records, groups, world=2)
+        # Adam divides by sqrt(v): float-order noise in a near-zero gradient entry (FSDP2 reduces
+        # in shards) shows up as ~1e-3 of the 1e-3 step, seen up to 1.3e-6; 1e-5 is 1% of a step.
         for name, value in one["state"].items():
-            assert torch.allclose(value, two["state"][name], atol=1e-6, rtol=0), (kind, name)
-        for name in ("policy_loss", "value_loss", "entropy", "clipfrac", "logprob_gap", "kl"):
+            assert torch.allclose(value, two["state"][name], atol=1e-5, rtol=0), (kind, name)
+        # Adam is scale-invariant, so the gradient norm is what shows a rank-averaging mistake.
+        for name in ("policy_loss", "value_loss", "entropy", "clipfrac", "logprob_gap", "kl", "grad_norm"):
             assert one["metrics"][name] == pytest.approx(two["metrics"][name], rel=1e-4, abs=1e-7), (
                 kind,
                 name,
