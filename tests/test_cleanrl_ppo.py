@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+from script_import import load_script
 
 pytest.importorskip("torch")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "cleanrl_ppo.py")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("cleanrl_ppo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cleanrl_ppo"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.train
@@ -42,13 +34,13 @@ def test_cleanrl_ppo_smoke():
 
 @pytest.mark.train
 def test_cleanrl_ppo_learns_above_uniform_random():
-    module = load_script()
+    module = load_script("cleanrl_ppo")
     result = module.run(module.parse_args(["--total-timesteps", "4096", "--seed", "0"]))
     assert result["mean_reward_trained"] >= result["mean_reward_uniform_random"] + 0.3, result
 
 
 def test_cleanrl_ppo_rejects_bad_arguments(capsys):
-    module = load_script()
+    module = load_script("cleanrl_ppo")
     with pytest.raises(SystemExit):
         module.parse_args(["--num-envs", "0"])
     assert "--num-envs must be >= 1, got 0" in capsys.readouterr().err

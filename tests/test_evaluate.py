@@ -5,20 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from script_import import load_script
 
 pytestmark = pytest.mark.train
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py (scripts/ is not a package)."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv):

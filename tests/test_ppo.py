@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from script_import import load_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -144,14 +145,7 @@ def test_lora_update_trains_adapters_only_and_saves_a_merged_policy(tmp_path):
 
 
 def test_train_ppo_cli_with_a_separate_critic_and_gradient_checkpointing(tmp_path):
-    import importlib.util
-
-    path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "train_ppo.py"
-    )
-    spec = importlib.util.spec_from_file_location("_train_ppo", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("train_ppo")
     argv = ["--config", "tiny-cpu", "--total-steps", "1", "--out-dir", str(tmp_path), "--progress", "false"]
     argv += ["--env-kwargs", "world=small,max_turns=2,invalid_action=penalize", "--num-envs", "2"]
     argv += ["--episodes-per-step", "2", "--mini-batch-episodes", "2", "--max-new-tokens", "8"]

@@ -10,10 +10,8 @@ curve (longer run) is in BENCHMARKS.md, "Training".
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
+from script_import import load_script
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -24,13 +22,7 @@ MARGIN = 0.03  # held-out reward units (one invalid action in ~3 episodes fewer)
 
 
 def _learning_check():
-    path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "learning_check.py"
-    )
-    spec = importlib.util.spec_from_file_location("_learning_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("learning_check")
 
 
 def test_ppo_beats_its_sft_start_on_held_out_seeds():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from script_import import load_script
 
 import mem1_envs  # noqa: F401
 from wrappers import CandidateActions, HistoryMode, RecordMemoryStatistics, TokenizeObservation
@@ -19,14 +19,6 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # SB3 pickles the feature extractor class by reference
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_wrapped(num_objectives: int = 1, memory: str = "mem1") -> gym.Env:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from script_import import load_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -16,18 +17,6 @@ from agents.tiny_model import default_tiny_model  # noqa: E402
 from mem1_envs.trajectory_torch import collate, forward_logprobs  # noqa: E402
 
 pytestmark = pytest.mark.train
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py (scripts/ is not a package)."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_scripted_records_are_encoded_like_rollouts():

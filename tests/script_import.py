@@ -1,0 +1,23 @@
+"""Import a file of ``scripts/`` as a module: the entry points are files, not a package."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as the module ``name``, registered in ``sys.modules``.
+
+    Registration matters: pickling (stable-baselines3 saves classes by reference) and
+    dataclasses look a module up by its name.
+    """
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
