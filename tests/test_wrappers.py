@@ -433,3 +433,19 @@ def test_history_mode_switches_the_shop_env():
     env.set_mode("mem1")
     observation, *_ = env.step("<summary>m</summary><answer>search[blue]</answer>")
     assert observation.count("<summary>m</summary>") == 1
+
+
+def test_default_tokenizer_is_bytes_on_real_data(tmp_path, monkeypatch):
+    import os
+
+    from wrappers.tokenizer import ByteTokenizer, WordTokenizer
+
+    monkeypatch.setenv("MEM1_ENVS_CACHE", str(tmp_path / "cache"))
+    data = os.path.join(os.path.dirname(__file__), "data")
+    real = gym.make(
+        "MEM1-MultiQA-v0",
+        data=os.path.join(data, "nq_sample.jsonl"),
+        corpus=os.path.join(data, "wiki_sample.jsonl"),
+    )
+    assert isinstance(default_tokenizer(real), ByteTokenizer)
+    assert isinstance(default_tokenizer(gym.make("MEM1-MultiQA-v0", world="small")), WordTokenizer)

@@ -142,14 +142,20 @@ def multiqa_vocabulary_texts(env: Any) -> list[str]:
 def default_tokenizer(env: Any) -> WordTokenizer | ByteTokenizer:
     """The default tokenizer for ``env``: word-level from its text where known, else bytes (e.g. the shop).
 
-    ``MEM1-MultiQA-v0`` gets a :class:`WordTokenizer` over its world (built once per world and
-    process); an env with a ``vocabulary_texts()`` method gets one over those texts; any other
-    env gets the :class:`ByteTokenizer`.
+    ``MEM1-MultiQA-v0`` on its generated world gets a :class:`WordTokenizer` over that world
+    (built once per world and process); an env with a ``vocabulary_texts()`` method gets one over
+    those texts; any other env (the shop, MultiQA on real ``data``/``corpus``/``index``/``search``,
+    whose vocabulary is open-ended: pass a Hugging Face tokenizer there) gets the
+    :class:`ByteTokenizer`.
     """
     from mem1_envs.qa.env import MultiQAEnv
 
     base = env.unwrapped
-    if isinstance(base, MultiQAEnv):
+    config = getattr(base, "config", None)
+    on_world = config is not None and all(
+        getattr(config, name, None) is None for name in ("data", "corpus", "index", "search")
+    )
+    if isinstance(base, MultiQAEnv) and on_world:
         key: tuple[Any, ...] = ("multiqa", base.config.world, base.config.world_seed, id(base._source))
         if key not in _CACHE:
             _CACHE[key] = WordTokenizer.from_texts(multiqa_vocabulary_texts(base))
