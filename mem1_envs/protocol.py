@@ -51,6 +51,8 @@ from typing import Literal
 ActionKind = Literal["search", "answer", "invalid"]
 
 DEFAULT_MAX_CHARS = 100_000
+#: Length bound of every env's observation Text space: far above any real context.
+MAX_OBSERVATION_CHARS = 10_000_000
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,23 @@ def toy_batch(config: Any, rewards: list[float]) -> tuple[list, list]:
     return records, groups
 
 
+def toy_config(**overrides: Any) -> Any:
+    """The tiny-cpu config of the 1-vs-N-process check: 4 episodes, one micro-batch each."""
+    from agents.ppo.config import preset
+
+    settings = dict(
+        env_kwargs=(("world", "small"), ("max_turns", 2), ("invalid_action", "penalize")),
+        num_envs=1,
+        episodes_per_step=4,
+        mini_batch_episodes=4,
+        micro_batch_episodes=1,  # 4 accumulated micro-batches in one process, 2 per rank in two
+        max_new_tokens=8,
+        progress=False,
+    )
+    settings.update(overrides)
+    return preset("tiny-cpu", **settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,20 +126,7 @@ def main() -> None:
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--distributed", default="ddp", choices=["ddp", "fsdp2"])
     args = parser.parse_args()
-    from agents.ppo.config import preset
-
-    config = preset(
-        "tiny-cpu",
-        env_kwargs=(("world", "small"), ("max_turns", 2), ("invalid_action", "penalize")),
-        num_envs=1,
-        episodes_per_step=4,
-        mini_batch_episodes=4,
-        micro_batch_episodes=1,
-        max_new_tokens=8,
-        out_dir=tempfile.mkdtemp(),
-        progress=False,
-        distributed=args.distributed,
-    )
+    config = toy_config(out_dir=tempfile.mkdtemp(), distributed=args.distributed)
     records, groups = toy_batch(config, [1.0, 0.0, 0.5, 0.0])
     one = run_single_update(config, records, groups)
     many = run_ddp_update(config, records, groups, world=args.world)

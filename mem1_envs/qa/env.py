@@ -17,8 +17,6 @@ from mem1_envs.qa.sources import QASource, load_source
 from mem1_envs.qa.world import Question
 from mem1_envs.rewards import score_answers
 
-MAX_TEXT_LENGTH = 10_000_000  # observation/action Text spaces: far above any real context
-
 INSTRUCTIONS = (
     "You will answer several questions by searching a knowledge source. Every turn, first write "
     "your internal state between <{state}> and </{state}>: everything you still need from what you "
@@ -235,7 +233,7 @@ class MultiQAEnv(gym.Env[str, str]):
         )
         self._source = source
         self._attach_source()
-        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=self.charset)
+        self.observation_space = spaces.Text(proto.MAX_OBSERVATION_CHARS, charset=self.charset)
         # Longer responses are accepted too; the parser reads their first DEFAULT_MAX_CHARS.
         self.action_space = spaces.Text(proto.DEFAULT_MAX_CHARS, charset=proto.ASCII_CHARSET)
         self._questions: list[Question] = []

@@ -30,8 +30,6 @@ from mem1_envs.shop.goals import Goal, sample_goal
 from mem1_envs.shop.pages import PageState
 from mem1_envs.shop.render_text import render_text
 
-MAX_TEXT_LENGTH = 10_000_000  # observation/action Text spaces: far above any real context
-
 
 @dataclass(frozen=True)
 class WebShopConfig:
@@ -175,7 +173,7 @@ class WebShopTextEnv(gym.Env[str, str]):
             raise ValueError("goals must be None or a non-empty list of Goal, got an empty list")
         self.goals = list(goals) if goals is not None else None
         self._attach()
-        self.observation_space = spaces.Text(MAX_TEXT_LENGTH, charset=proto.ASCII_CHARSET)
+        self.observation_space = spaces.Text(proto.MAX_OBSERVATION_CHARS, charset=proto.ASCII_CHARSET)
         # The parser reads the first DEFAULT_MAX_CHARS characters of a response (a longer one is
         # accepted and cut), so that is the action space's length.
         self.action_space = spaces.Text(proto.DEFAULT_MAX_CHARS, charset=proto.ASCII_CHARSET)
