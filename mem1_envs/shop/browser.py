@@ -8,8 +8,9 @@ Lifecycle rules (the reasons are the known problems of the original WebShop brow
 - Nothing downloads: the driver is Debian's ``/usr/bin/chromedriver`` given to ``Service``
   explicitly, which makes Selenium skip Selenium Manager.
 - Nothing is written outside one temporary folder: the ``--user-data-dir`` profile and the
-  ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME`` given to chromedriver (and so to Chromium and its
-  crash handler) all live under ``root_dir``, removed by ``close()``.
+  ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``TMPDIR`` given to chromedriver (and so to Chromium
+  and its crash handler) all live under ``root_dir``, removed by ``close()`` (Chromium's own
+  ``org.chromium.Chromium.*`` temp folders included, which a killed browser never removes).
 - One Chromium is reused: ``clear_state()`` (cookies, storage, ``about:blank``) is the cheap
   per-episode reset; a browser start costs 0.3-0.8 s.
 - Every process is found and killed by id: chromedriver is started in a new session (so it
@@ -254,6 +255,10 @@ class ManagedBrowser:
             env = dict(os.environ)
             env["XDG_CONFIG_HOME"] = os.path.join(root, "xdg-config")
             env["XDG_CACHE_HOME"] = os.path.join(root, "xdg-cache")
+            # chromedriver and Chromium make org.chromium.Chromium.* folders in the temp dir and
+            # remove them only on a clean quit; a killed browser would leave them behind.
+            env["TMPDIR"] = os.path.join(root, "tmp")
+            os.mkdir(env["TMPDIR"])
             options = Options()
             options.binary_location = self.config.chromium_binary
             flags = list(_BASE_FLAGS)
