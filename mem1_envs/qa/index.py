@@ -39,11 +39,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus
+from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s, load_json
 from mem1_envs.qa.search import BM25Engine, SearchEngine, tokenize
 
 INDEX_FORMAT = 1  # bump when the on-disk layout or the tokenizer changes
 TOKENIZER = "mem1-envs-regex-stopwords-v1"
 META_FILE = "meta.json"
+REBUILD_HINT = "rebuild the index: python -m mem1_envs build-index --corpus CORPUS --out DIR --overwrite"
 
 
 class IndexMismatchError(ValueError):
@@ -75,8 +77,12 @@ def read_info(folder: str) -> IndexInfo:
     path = os.path.join(folder, META_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"not an index folder (no {META_FILE}): {folder!r}")
-    with open(path, encoding="utf-8") as handle:
-        return IndexInfo(**json.load(handle))
+    with hint(REBUILD_HINT):
+        recorded = load_json(path)
+        try:
+            return IndexInfo(**recorded)
+        except TypeError:
+            raise DamagedFileError(path, f"its fields are {sorted(recorded)}") from None
 
 
 def write_info(folder: str, info: IndexInfo) -> None:
@@ -307,8 +313,6 @@ def load_index(folder: str, corpus: str | None = None, mmap: bool = True) -> Per
     :class:`IndexMismatchError`). The score arrays and passages are memory-mapped, so loading
     costs the vocabulary only.
     """
-    import bm25s
-
     info = read_info(folder)
     if info.kind != "bm25":
         raise IndexMismatchError(f"index {folder!r} is a {info.kind!r} index, not a BM25 index")
@@ -317,8 +321,9 @@ def load_index(folder: str, corpus: str | None = None, mmap: bool = True) -> Per
             f"index {folder!r} has format {info.format}, this version reads {INDEX_FORMAT}; rebuild it"
         )
     check_corpus(info, corpus, folder)
-    store = PassageStore.load(os.path.join(folder, "passages"))
-    retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=mmap)
+    with hint(REBUILD_HINT):
+        store = PassageStore.load(os.path.join(folder, "passages"))
+        retriever = load_bm25s(os.path.join(folder, "bm25"), mmap=mmap)
     retriever.backend = "numba"
     num_docs = retriever.scores["num_docs"]
     if not len(store) == num_docs == info.num_passages:

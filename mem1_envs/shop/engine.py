@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import zipfile
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -243,11 +244,16 @@ class ShopEngine:
 
     @classmethod
     def load(cls, folder: str, seed: int) -> ShopEngine:
-        import bm25s
+        from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s
 
         fresh = generate_catalog(1, seed=seed)  # the vocabularies (same for every generated catalog)
-        with np.load(os.path.join(folder, "catalog.npz")) as arrays:
-            fields = {f: arrays[f] for f in ARRAY_FIELDS}
+        path = os.path.join(folder, "catalog.npz")
+        try:
+            with np.load(path) as arrays:
+                fields = {f: arrays[f] for f in ARRAY_FIELDS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:120]}"
+            raise DamagedFileError(path, reason, f"delete {folder!r} to have it rebuilt") from None
         catalog = Catalog(
             seed=seed,
             types=fresh.types,
@@ -257,7 +263,8 @@ class ShopEngine:
             brand_names=fresh.brand_names,
             **fields,
         )
-        retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=True)
+        with hint(f"delete {folder!r} to have it rebuilt"):
+            retriever = load_bm25s(os.path.join(folder, "bm25"), mmap=True)
         retriever.backend = search_backend(len(catalog))
         ids = np.arange(len(catalog)).astype(str)
         return cls(catalog, BM25Engine(retriever, ids, ids, ids))
