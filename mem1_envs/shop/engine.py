@@ -3,9 +3,9 @@
 ``load_shop(n_products, seed)`` returns the engine for a generated catalog. The first call on a
 machine generates the catalog and builds the index (seconds for 10,000 products) and writes both
 to ``$MEM1_ENVS_CACHE/shop/`` (default ``~/.cache/mem1_envs``); later calls load them (the index
-memory-mapped). The write is atomic: a process builds into a private temporary folder and renames
-it into place, so two processes building at once both end with the same complete cache. Within
-one process, engines are memoised by (n_products, seed).
+memory-mapped). The write is atomic (a private temporary folder renamed into place) and happens
+once: processes that need the same catalog at once wait for the one that builds it
+(:func:`mem1_envs.cache.build_once`). Within one process, engines are memoised by (n_products, seed).
 
 Search indexes, per product: the title, the taxonomy path, the attributes and the option values.
 Token ids are assembled from per-word ids, so indexing a million products needs no per-document
@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from mem1_envs.cache import build_once, cache_dir
 from mem1_envs.qa.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
@@ -51,11 +52,6 @@ def search_backend(n_products: int) -> str:
     return "numba" if n_products >= NUMBA_SEARCH_FROM else "numpy"
 
 
-def cache_root() -> str:
-    """``$MEM1_ENVS_CACHE`` or ``~/.cache/mem1_envs``."""
-    return os.environ.get("MEM1_ENVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mem1_envs")
-
-
 def cache_folder(n_products: int, seed: int) -> str:
     """Where the generated catalog (n_products, seed) is cached."""
     from mem1_envs.shop import vocab
@@ -63,7 +59,7 @@ def cache_folder(n_products: int, seed: int) -> str:
     tables = repr((vocab.TAXONOMY, vocab.ATTRIBUTES, vocab.OPTIONS, vocab.PRICE_RANGES, vocab.BRANDS))
     fingerprint = hashlib.sha1(tables.encode()).hexdigest()[:10]
     name = f"catalog-v{CACHE_VERSION}-{fingerprint}-n{n_products}-s{seed}"
-    return os.path.join(cache_root(), "shop", name)
+    return os.path.join(cache_dir(), "shop", name)
 
 
 def index_tokens(catalog: Catalog, index: int) -> list[str]:
@@ -287,8 +283,7 @@ def load_shop(n_products: int = 10_000, seed: int = 0, cache: bool = True) -> Sh
         engine = ShopEngine.build(generate_catalog(n_products, seed))
     else:
         folder = cache_folder(n_products, seed)
-        if not os.path.exists(os.path.join(folder, "catalog.npz")):
-            _build_into(folder, n_products, seed)
+        build_once(folder, "catalog.npz", lambda path: _build_into(path, n_products, seed))
         engine = ShopEngine.load(folder, seed)
     _ENGINES[key] = engine
     return engine
