@@ -3,9 +3,9 @@
 Generated worlds, shop catalogs and corpus indexes are built on first use and kept here. When
 several processes need the same missing entry at once (the workers of a vector env, parallel
 test runs), :func:`build_once` lets one of them build it while the others wait on a lock file
-beside it; then all of them load the same files. The lock is the kernel's (``flock``), so it is
-released when its holder dies, and builders write a private folder that they rename into place,
-so a build killed halfway never leaves an entry that loads.
+beside it (removed once the entry is built); then all of them load the same files. The lock is
+the kernel's (``flock``), so it is released when its holder dies, and builders write a private
+folder that they rename into place, so a build killed halfway never leaves an entry that loads.
 
 A cache folder that cannot be written (read-only, not a folder) is a :class:`CacheDirError`
 whose one-line message names ``MEM1_ENVS_CACHE``.
@@ -21,6 +21,7 @@ whose one-line message names ``MEM1_ENVS_CACHE``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
@@ -66,4 +67,8 @@ def build_once(folder: str, marker: str, build: Callable[[str], object]) -> bool
         if os.path.exists(os.path.join(folder, marker)):  # built by the process we waited for
             return False
         build(folder)
+        # Done: the lock file goes (the waiters hold it open and will find the marker; later
+        # callers find the marker before they look for a lock). After a failed build it stays.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{folder}.lock")
         return True

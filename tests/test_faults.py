@@ -252,7 +252,13 @@ def test_four_processes_build_each_cache_entry_once(tmp_path: Any) -> None:
         "mem1_envs.shop.engine._build_into",
     ]
     assert made == expected, made  # corpus index, world, shop: each built once
-    assert not [n for n in os.listdir(cache) if n.startswith(".build")]  # no scratch folder left
+    left = [
+        n
+        for _, dirs, files in os.walk(cache)
+        for n in dirs + files
+        if n.startswith(".build") or n.endswith(".lock")
+    ]
+    assert left == []  # no scratch folder and no lock file left
 
 
 # -- the retrieval server dies or freezes mid-episode -------------------------------------------
