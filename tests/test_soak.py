@@ -42,10 +42,10 @@ def check_clean(result: dict[str, Any], episodes: dict[str, int]) -> None:
 
 @pytest.mark.slow
 def test_soak_multiqa_and_text_shop() -> None:
-    warmup = ["--warmup-qa", "50", "--warmup-shop", "300"]
+    warmup = ["--warmup-qa", "50", "--warmup-shop", "600"]
     result = run_soak("--browser", "0", "--qa", "150", "--shop", "100", "--rounds", "3", *warmup)
     # episodes count the first (made) episode and the warm-up too
-    check_clean(result, {"multiqa": 201, "text-shop": 401})
+    check_clean(result, {"multiqa": 201, "text-shop": 701})
 
 
 @pytest.mark.slow
