@@ -79,7 +79,8 @@ DAMAGES = [
         )
     ],
     ("passages/texts.bin", "half", "offsets.npy says"),
-    ("bm25/vocab.index.json", "half", "not JSON"),
+    ("bm25/vocab.index.json", "half", "unreadable: JSONDecodeError"),
+    ("bm25/vocab.index.json", "list", "unreadable"),
     ("meta.json", "garbage", "not JSON"),
     ("passages/ids.offsets.npy", "header", "not a .npy array"),
     ("bm25/indices.csc.index.npy", "header", "not a .npy array"),
@@ -103,6 +104,9 @@ def _damage(path: str, how: str) -> None:
         _set_array(path, 0, 10**6)
     elif how == "decreasing":
         _set_array(path, 1, 10**6)
+    elif how == "list":  # valid JSON, wrong shape
+        with open(path, "w") as handle:
+            handle.write("[1, 2, 3]")
     elif how == "missing":
         os.remove(path)
 

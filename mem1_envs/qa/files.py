@@ -145,8 +145,8 @@ def load_bm25s(folder: str, mmap: bool = True) -> Any:
         raise DamagedFileError(vocab_path, "missing")
     try:  # the vocabulary is parsed once, by bm25s (millions of words for a Wikipedia index)
         retriever = bm25s.BM25.load(folder, mmap=mmap)
-    except (ValueError, UnicodeDecodeError) as error:  # every other file was checked above
-        raise DamagedFileError(vocab_path, f"not JSON: {_short(error)}") from None
+    except (ValueError, UnicodeDecodeError, TypeError, AttributeError) as error:  # the rest is checked
+        raise DamagedFileError(vocab_path, f"unreadable: {_short(error)}") from None
     vocab, columns = retriever.vocab_dict, len(indptr) - 1
     if not isinstance(vocab, dict):
         raise DamagedFileError(vocab_path, f"holds a {type(vocab).__name__}, not a dict")
