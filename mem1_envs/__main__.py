@@ -29,6 +29,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -75,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-query-chars", type=_positive, default=None, help="characters per query")
     serve.add_argument("--max-body-bytes", type=_positive, default=None, help="request body size")
     serve.add_argument("--default-topk", type=_positive, default=None, help="topk when a request omits it")
+    serve.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds to receive a request body, else 408 (default 5)",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
 
@@ -161,6 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_query_chars": args.max_query_chars,
         "max_body_bytes": args.max_body_bytes,
         "default_topk": args.default_topk,
+        "body_timeout": args.body_timeout,
     }
     limits = ServiceLimits(**{name: value for name, value in overrides.items() if value is not None})
     engine = open_index(args.index, corpus=args.corpus, model=args.model)
