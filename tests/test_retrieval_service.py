@@ -366,7 +366,7 @@ def test_cli_server_and_a_server_that_dies_mid_episode(index_dir, tmp_path):
         for env in (raising, truncating):
             env.reset(seed=0)
             observation, *_ = env.step("<think>a</think><search>capital of Norway</search>")
-            assert "Doc 1(Title: Oslo)" in observation
+            assert 'Doc 1(Title: "Oslo")' in observation
     finally:
         process.kill()
         process.wait(timeout=30)

@@ -378,7 +378,9 @@ class MultiQAEnv(gym.Env[str, str]):
         documents = proto.render_documents([(hit.title, hit.text) for hit in hits]) or "No documents found."
         documents = proto.to_charset(documents, self._allowed)
         documents = truncate_to_tokens(documents, self.config.max_observation_tokens, self.count_tokens)
-        return proto.wrap(self.tags.observation, self._hint() + documents)
+        # MEM1's block, "\n\n" included on the last turn where the hint is empty.
+        hint = proto.turn_hint(self.config.turn_limit - self._turn)
+        return proto.wrap(self.tags.observation, f"{hint}\n\n{documents}")
 
     def _observe(self, response_tokens: int, extra: dict[str, Any]) -> tuple[str, dict]:
         # The response just scored was generated while attending to the previous context.
