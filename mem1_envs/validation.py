@@ -5,8 +5,8 @@ Each check names the argument, says what it must be and shows what it got::
     top_k must be an integer, got 2.0 (float)
     k1 must be >= 0, got -1.0
 
-A wrong type raises :class:`ArgumentTypeError` (a ``TypeError``), a value out of range or not
-among the choices :class:`ArgumentValueError` (a ``ValueError``). The rules:
+A wrong type raises ``TypeError``, a value out of range or not among the choices ``ValueError``.
+The rules:
 
 - integers are ``int`` or numpy integers, never ``bool`` and never a float, not even ``3.0``
   (a float where a count is meant is a bug upstream, and numba kernels are typed by it);
@@ -20,11 +20,11 @@ Command lines use the same checks through :func:`cli_type` (``argparse``'s ``typ
 >>> check_int("top_k", 2.0, minimum=1)
 Traceback (most recent call last):
 ...
-mem1_envs.validation.ArgumentTypeError: top_k must be an integer, got 2.0 (float)
+TypeError: top_k must be an integer, got 2.0 (float)
 >>> check_float("b", 1.5, minimum=0, maximum=1)
 Traceback (most recent call last):
 ...
-mem1_envs.validation.ArgumentValueError: b must be <= 1, got 1.5
+ValueError: b must be <= 1, got 1.5
 """
 
 from __future__ import annotations
@@ -41,21 +41,10 @@ import numpy as np
 T = TypeVar("T")
 
 
-class ArgumentTypeError(TypeError):
-    """An argument of the wrong type."""
-
-    requirement = shown = ""  # the message's parts, for cli_type
-
-
-class ArgumentValueError(ValueError):
-    """An argument of the right type but out of range, or not one of the choices."""
-
-    requirement = shown = ""
-
-
 def _error(kind: type[T], name: str, requirement: str, shown: str) -> T:
-    # One plain message argument, so that code that re-raises ``type(error)(text)`` (gym.make
-    # does for a TypeError) still can; the parts ride along as attributes.
+    # A plain TypeError/ValueError (tracebacks and doctests read as users expect, and code that
+    # re-raises ``type(error)(text)``, as gym.make does, still can); the message's parts ride
+    # along as attributes for cli_type.
     error = kind(f"{name} must be {requirement}, got {shown}")
     error.requirement, error.shown = requirement, shown  # type: ignore[attr-defined]
     return error
@@ -74,18 +63,18 @@ def show(value: Any, with_type: bool = False) -> str:
     return f"{text} ({type(value).__name__})" if with_type else text
 
 
-def _type_error(name: str, requirement: str, value: Any) -> ArgumentTypeError:
-    return _error(ArgumentTypeError, name, requirement, show(value, with_type=True))
+def _type_error(name: str, requirement: str, value: Any) -> TypeError:
+    return _error(TypeError, name, requirement, show(value, with_type=True))
 
 
 def _check_range(name: str, value: Any, minimum: Any, maximum: Any, above: Any) -> None:
     # `not value >= minimum` so that a NaN fails too.
     if minimum is not None and not value >= minimum:
-        raise _error(ArgumentValueError, name, f">= {minimum}", show(value))
+        raise _error(ValueError, name, f">= {minimum}", show(value))
     if above is not None and not value > above:
-        raise _error(ArgumentValueError, name, f"> {above}", show(value))
+        raise _error(ValueError, name, f"> {above}", show(value))
     if maximum is not None and not value <= maximum:
-        raise _error(ArgumentValueError, name, f"<= {maximum}", show(value))
+        raise _error(ValueError, name, f"<= {maximum}", show(value))
 
 
 def check_int(
@@ -121,7 +110,7 @@ def check_float(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _type_error(name, "a number" + (" or None" if optional else ""), value)
     if not math.isfinite(value):
-        raise _error(ArgumentValueError, name, "a finite number", show(value))
+        raise _error(ValueError, name, "a finite number", show(value))
     _check_range(name, value, minimum, maximum, above)
     return value
 
@@ -134,8 +123,8 @@ def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     except (TypeError, ValueError):  # e.g. an array: not a choice either
         pass
     if isinstance(value, str) or not all(isinstance(c, str) for c in choices if c is not None):
-        raise _error(ArgumentValueError, name, f"one of {choices}", show(value))
-    raise _error(ArgumentTypeError, name, f"one of {choices}", show(value, with_type=True))
+        raise _error(ValueError, name, f"one of {choices}", show(value))
+    raise _error(TypeError, name, f"one of {choices}", show(value, with_type=True))
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -153,7 +142,7 @@ def check_str(name: str, value: Any, *, optional: bool = False, empty: bool = Fa
         kind = "a string" if empty else "a non-empty string"
         raise _type_error(name, kind + (" or None" if optional else ""), value)
     if not value and not empty:
-        raise _error(ArgumentValueError, name, "a non-empty string", show(value))
+        raise _error(ValueError, name, "a non-empty string", show(value))
     return value
 
 
@@ -182,7 +171,7 @@ def check_folder(name: str, path: Any) -> str:
     check_str(name, path)
     if not os.path.isdir(path):
         what = "a file, not a folder" if os.path.exists(path) else "does not exist"
-        raise _error(ArgumentValueError, name, "an existing folder", f"{path!r} ({what})")
+        raise _error(ValueError, name, "an existing folder", f"{path!r} ({what})")
     return path
 
 
@@ -207,7 +196,9 @@ def cli_type(check: Callable[..., T], parse: Callable[[str], Any], **bounds: Any
             raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
         try:
             return check("value", value, **bounds)
-        except (ArgumentTypeError, ArgumentValueError) as error:
+        except (TypeError, ValueError) as error:
+            if not hasattr(error, "requirement"):
+                raise argparse.ArgumentTypeError(str(error)) from None
             raise argparse.ArgumentTypeError(f"must be {error.requirement}, got {error.shown}") from None
 
     convert.__name__ = getattr(parse, "__name__", "value")
