@@ -118,3 +118,15 @@ def test_dense_model_folder_that_does_not_exist_is_named(tmp_path, capsys):
         err
         == f"build-index: error: --model must be an existing folder, got '{tmp_path / 'nope'}' (does not exist)"
     )
+
+
+def test_the_shop_web_app_checks_its_flags(capsys):
+    from mem1_envs.shop.webapp import main as serve_shop
+
+    for argv, message in [
+        (["--n-products", "0"], "argument --n-products: must be >= 1, got 0"),
+        (["--catalog-seed", "-1"], "argument --catalog-seed: must be >= 0, got -1"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            serve_shop(argv)
+        assert exited.value.code == 2 and message in capsys.readouterr().err
