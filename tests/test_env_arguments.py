@@ -207,3 +207,10 @@ def test_the_browser_env_checks_its_config_before_any_browser_starts(monkeypatch
         gym.make(BROWSER, screen_tokens=10)
     with pytest.raises(TypeError, match=r"input_mode must be one of \('native', 'script'\), got 3 \(int\)"):
         gym.make(BROWSER, input_mode=3, screen_tokens=10)
+
+
+@pytest.mark.parametrize("question_ids", [5, "abc", [["q"]], [None]])
+def test_reset_options_are_checked_too(question_ids):
+    env = gym.make(QA, world="small")
+    with pytest.raises((TypeError, ValueError), match=r"^options\['question_ids'\] must"):
+        env.reset(seed=0, options={"question_ids": question_ids})

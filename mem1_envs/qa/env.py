@@ -312,7 +312,8 @@ class MultiQAEnv(gym.Env[str, str]):
         if pinned is None:
             picks = self.np_random.choice(len(self.questions), size=self.config.num_objectives, replace=False)
             return [self.questions[int(i)] for i in picks]
-        unknown = [qid for qid in pinned if qid not in self._question_index]
+        check_instance("options['question_ids']", pinned, (list, tuple), what="a list of question ids")
+        unknown = [qid for qid in pinned if not isinstance(qid, str) or qid not in self._question_index]
         if unknown or len(pinned) != self.config.num_objectives:
             raise ValueError(
                 f"options['question_ids'] must name {self.config.num_objectives} known questions, "
