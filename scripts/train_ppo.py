@@ -156,9 +156,9 @@ def config_from_args(args: argparse.Namespace) -> PPOConfig:
 
 def check_model_folders(args: argparse.Namespace, config: PPOConfig) -> None:
     """A policy or model that is not a folder is named here (nothing is fetched from a hub)."""
-    if args.policy is not None:
+    if args.policy not in (None, "tiny"):  # "tiny": the trainer builds the default tiny model
         check_folder("--policy", args.policy)
-    elif config.model not in (None, "tiny"):
+    elif args.policy is None and config.model not in (None, "tiny"):
         check_folder("--model", config.model)
     if config.critic == "separate" and config.critic_model is not None:
         check_folder("--critic-model", config.critic_model)

@@ -124,7 +124,7 @@ class MultiQAConfig:
             from mem1_envs.qa.data import parse_data_spec
 
             what = "a 'name=path,...' string, a {name: path} mapping or a list of paths"
-            check_instance("data", self.data, (str, Mapping, list, tuple), optional=True, what=what)
+            check_instance("data", self.data, (str, Mapping, list, tuple), what=what)
             parse_data_spec(self.data)  # raises naming the bad entry
             if self.corpus is None and self.index is None and self.search is None:
                 raise ValueError(
