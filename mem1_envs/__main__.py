@@ -21,26 +21,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
-    return value
+# argparse types: the shared checks (mem1_envs.validation), so "--k1 -1" fails as k1=-1 would.
+_positive = cli_type(check_int, int, minimum=1)
+_port = cli_type(check_int, int, minimum=0, maximum=65535)
+_k1 = cli_type(check_float, float, minimum=0)
+_b = cli_type(check_float, float, minimum=0, maximum=1)
+_seconds = cli_type(check_float, float, above=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     build.add_argument("--limit", type=_positive, default=None, help="index only the first N passages")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
-    build.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default 1.5)")
-    build.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
+    build.add_argument("--k1", type=_k1, default=1.5, help="BM25 k1, >= 0 (default 1.5)")
+    build.add_argument("--b", type=_b, default=0.75, help="BM25 b, in [0, 1] (default 0.75)")
     dense = build.add_argument_group("dense (extra 'dense')")
     dense.add_argument("--model", help="local sentence-embedding model folder (Hugging Face layout)")
     dense.add_argument("--e5", action="store_true", help="prefix 'query: ' / 'passage: ' (E5 models)")
@@ -88,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds to receive a request body, else 408 (default 5)",
     )
-    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        help="uvicorn log level (default warning)",
+    )
     return parser
 
 
@@ -142,6 +135,7 @@ def _build(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise SystemExit("build-index --kind dense needs --model MODEL_DIR")
+        check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
         from mem1_envs.qa.dense import build_dense_index
 
         info = build_dense_index(
@@ -177,6 +171,8 @@ def _serve(args: argparse.Namespace) -> int:
         "body_timeout": args.body_timeout,
     }
     limits = ServiceLimits(**{name: value for name, value in overrides.items() if value is not None})
+    if args.model is not None:
+        check_folder("--model", args.model)
     engine = open_index(args.index, corpus=args.corpus, model=args.model)
     serve(engine, host=args.host, port=args.port, limits=limits, log_level=args.log_level)
     return 0

@@ -29,9 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gymnasium as gym
 
 import mem1_envs  # noqa: F401 - registers the env ids
+from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
 QA = "MEM1-MultiQA-v0"
 SHOP = "MEM1-WebShop-v0"
+_positive = cli_type(check_int, int, minimum=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,24 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", default=QA, choices=[QA, SHOP])
     parser.add_argument("--agent", default="scripted", choices=["scripted", "hf"])
     parser.add_argument(
-        "--model", default="tiny", help="HF model folder/hub name, or 'tiny' (offline default)"
+        "--model", default="tiny", help="local HF model folder, or 'tiny' (the offline default)"
     )
     parser.add_argument("--memory", nargs="+", default=["mem1"], choices=["mem1", "window", "full"])
-    parser.add_argument("--objectives", nargs="+", type=int, default=[1], help="MultiQA objectives (N)")
-    parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--seed-start", type=int, default=10**9)
+    parser.add_argument("--objectives", nargs="+", type=_positive, default=[1], help="MultiQA objectives (N)")
+    parser.add_argument("--episodes", type=_positive, default=16)
+    parser.add_argument("--seed-start", type=cli_type(check_int, int, minimum=0), default=10**9)
     parser.add_argument("--split", default="test", choices=["train", "test", "all"])
     parser.add_argument("--world", default="small", choices=["small", "default"])
-    parser.add_argument("--max-turns", type=int, default=None)
+    parser.add_argument("--max-turns", type=_positive, default=None)
     parser.add_argument("--protocol", default=None, help="tag set (default: the env's)")
-    parser.add_argument("--num-envs", type=int, default=16, help="HF agent: episodes generated together")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument(
+        "--num-envs", type=_positive, default=16, help="HF agent: episodes generated together"
+    )
+    parser.add_argument("--max-new-tokens", type=_positive, default=256)
+    parser.add_argument("--temperature", type=cli_type(check_float, float, above=0), default=1.0)
+    parser.add_argument("--top-p", type=cli_type(check_float, float, above=0, maximum=1), default=1.0)
     parser.add_argument("--greedy", action="store_true", help="HF agent: greedy decoding")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--n-products", type=int, default=2000, help="WebShop catalog size")
+    parser.add_argument("--n-products", type=_positive, default=2000, help="WebShop catalog size")
     parser.add_argument("--out", default=None, help="JSON path (a .md table is written beside it)")
     return parser
 
@@ -178,9 +182,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    args = build_parser().parse_args(argv)
-    if args.episodes < 1:
-        raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.agent == "hf" and args.model != "tiny":
+        try:
+            check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
+        except ValueError as error:
+            parser.error(str(error))
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     objectives = args.objectives if args.env == QA else [1]
     policy = None

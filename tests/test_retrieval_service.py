@@ -135,7 +135,7 @@ def test_limits_are_configurable(engine):
         status, body = post(small, {"queries": ["Norway"]})
         assert status == 200 and len(body["result"][0]) == 1  # default_topk
     for bad, message in [
-        ({"max_queries": 0}, "max_queries must be an integer >= 1, got 0"),
+        ({"max_queries": 0}, "max_queries must be >= 1, got 0"),
         ({"default_topk": 9, "max_topk": 5}, "default_topk must be <= max_topk=5, got 9"),
     ]:
         with pytest.raises(ValueError, match=message):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 import socket
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 from mem1_envs.qa.corpus import join_contents
 from mem1_envs.qa.search import Hit, SearchEngine
+from mem1_envs.validation import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,10 @@ class ServiceLimits:
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            value = getattr(self, spec.name)
             if spec.name == "body_timeout":
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-                    raise ValueError(f"body_timeout must be a number of seconds > 0, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{spec.name} must be an integer >= 1, got {value!r}")
+                check_float(spec.name, self.body_timeout, above=0)
+            else:
+                check_int(spec.name, getattr(self, spec.name), minimum=1)
         if self.default_topk > self.max_topk:
             raise ValueError(f"default_topk must be <= max_topk={self.max_topk}, got {self.default_topk}")
 
