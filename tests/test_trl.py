@@ -134,7 +134,8 @@ def test_rollout_checks_the_batch_layout_and_pads_collective_calls():
     body = tokenizer.encode("<think>x</think><search>Oslo", add_special_tokens=False)
 
     class FakeVLLM:
-        calls = []
+        def __init__(self):
+            self.calls = []
 
         def generate(self, prompts, images, num_generations):
             self.calls.append(len(prompts))

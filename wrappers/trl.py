@@ -74,7 +74,9 @@ def parse_seed(prompt: Any) -> int:
     text = prompt if isinstance(prompt, str) else None
     match = _SEED.match(text) if text is not None else None
     if match is None:
-        raise ValueError(f"prompt must start with 'episode seed: <int>' (see episode_dataset), got {prompt!r:.80}")
+        raise ValueError(
+            f"prompt must start with 'episode seed: <int>' (see episode_dataset), got {prompt!r:.80}"
+        )
     return int(match.group(1))
 
 
@@ -287,7 +289,9 @@ class EpisodeRollout:
         for start in range(0, len(prompts), T):
             chunk = prompts[start : start + T]
             if any(p != chunk[0] for p in chunk):
-                raise ValueError(f"rows {start}..{start + T - 1} must repeat one episode prompt, got different prompts")
+                raise ValueError(
+                    f"rows {start}..{start + T - 1} must repeat one episode prompt, got different prompts"
+                )
             seeds.append(parse_seed(chunk[0]))
         return seeds
 
@@ -306,7 +310,9 @@ class EpisodeRollout:
         )
         if getattr(trainer, "use_vllm", False):
             backend = TRLVLLMBackend(trainer.vllm_generation, tokenizer)
-            yield LLMPolicy(trainer.model, tokenizer, protocol=self.protocol, generation=generation, backend=backend)
+            yield LLMPolicy(
+                trainer.model, tokenizer, protocol=self.protocol, generation=generation, backend=backend
+            )
             return
         if getattr(args, "top_k", 0) not in (0, None) or getattr(args, "min_p", None) is not None:
             raise ValueError(
