@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from script_import import load_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -14,7 +16,7 @@ trl = pytest.importorskip("trl")
 
 import mem1_envs  # noqa: E402, F401
 from agents.tiny_model import default_tiny_model  # noqa: E402
-from wrappers.trl import EpisodeRollout, env_reward, episode_dataset, prompt_for  # noqa: E402
+from wrappers.trl import EpisodeRollout, prompt_for  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -43,38 +45,18 @@ def _replay(seed, texts):
 
 
 def test_two_grpo_steps_train_on_the_exact_turn_samples(tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
-
-    folder = default_tiny_model()
-    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    # Three slots for two-turn episodes: every episode also fills a padding slot.
-    rollout = EpisodeRollout(ENV_ID, ENV, turn_slots=3)
+    # The example script builds the trainer; three slots for two-turn episodes, so every
+    # episode also fills a padding slot; one prompt and two episodes per step.
+    argv = [
+        "--output_dir", str(tmp_path), "--env_kwargs", json.dumps(ENV), "--turn_slots", "3",
+        "--episodes_per_prompt", "2", "--per_device_train_batch_size", "6", "--num_seeds", "4",
+        "--first_seed", "3", "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-2",
+        "--logging_steps", "1", "--report_to", "none", "--use_cpu", "--bf16", "False", "--save_strategy", "no",
+        "--seed", "0",
+    ]  # fmt: skip
+    trainer, rollout = load_script("train_trl_grpo").build(argv, extra_rewards=(higher_token_ids,))
     T = rollout.turn_slots
-    config = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2 * T,  # one prompt, two episodes of two turn slots
-        num_generations=2 * T,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=[env_reward, higher_token_ids],
-        args=config,
-        train_dataset=episode_dataset(ENV_ID, [3, 4, 5, 6], **ENV),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-    )
+    assert T == 3 and trainer.num_generations == 6
     captured = []
     generate_and_score = trainer._generate_and_score_completions
 
