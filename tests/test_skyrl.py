@@ -10,7 +10,7 @@ skyrl_gym = pytest.importorskip("skyrl_gym")
 from skyrl_gym.envs.base_text_env import BaseTextEnv  # noqa: E402
 
 import mem1_envs  # noqa: E402, F401
-import wrappers.skyrl  # noqa: E402, F401 - registers the ids with skyrl_gym
+import wrappers.skyrl  # noqa: E402 - registers the ids with skyrl_gym
 from agents.scripted import MultiQAScriptedAgent  # noqa: E402
 from agents.scripted_shop import WebShopScriptedAgent  # noqa: E402
 
@@ -65,6 +65,14 @@ def test_skyrl_episode_matches_the_gymnasium_env(env_id, kwargs, agent_class):
         assert got == rewards and sum(got) > 0  # the scripted agent scores on these seeds
         assert env.get_metrics()["reward"] == sum(rewards) and env.get_metrics()["turns"] == len(rewards)
         env.close()
+
+
+def test_dataset_rows_feed_init():
+    rows = wrappers.skyrl.dataset_rows("MEM1-MultiQA-v0", [4, 5], world="small")
+    assert [r["seed"] for r in rows] == [4, 5] and {r["env_class"] for r in rows} == {"MEM1-MultiQA-v0"}
+    row = rows[1]
+    env = skyrl_gym.make(row["env_class"], env_config={"world": "small"}, extras={"seed": row["seed"]})
+    assert env.init(row["prompt"])[0] == row["prompt"]
 
 
 def test_append_mode_sends_only_the_new_text():

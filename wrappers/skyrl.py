@@ -52,7 +52,7 @@ except ImportError as error:  # the class below then refuses to build; importing
 else:
     _SKYRL_ERROR = None
 
-__all__ = ["ENV_IDS", "MEM1TextEnv", "register_envs"]
+__all__ = ["ENV_IDS", "MEM1TextEnv", "dataset_rows", "register_envs"]
 
 ENV_IDS = ("MEM1-MultiQA-v0", "MEM1-WebShop-v0", "MEM1-WebShop-Browser-v0")
 _OWN_KEYS = ("observation",)
@@ -147,6 +147,28 @@ class MEM1TextEnv(BaseTextEnv):  # type: ignore[misc,valid-type]
 
     def close(self) -> None:
         self.env.close()
+
+
+def dataset_rows(env_id: str, seeds: list[int], **env_kwargs: Any) -> list[dict[str, Any]]:
+    """SkyRL dataset rows, one per episode seed: ``prompt`` (the first observation, which ``init``
+    rebuilds from the seed anyway; SkyRL filters rows by its length), ``env_class`` and ``seed``.
+
+    Write them with ``pandas.DataFrame(rows).to_parquet(path)`` for SkyRL's ``data.train_data``.
+    """
+    if len(seeds) == 0:
+        raise ValueError("seeds must not be empty, got 0 seeds")
+    env = gym.make(env_id, **env_kwargs)
+    rows = [
+        {
+            "data_source": "mem1-envs",
+            "prompt": [{"role": "user", "content": env.reset(seed=int(seed))[0]}],
+            "env_class": env_id,
+            "seed": int(seed),
+        }
+        for seed in seeds
+    ]
+    env.close()
+    return rows
 
 
 def register_envs(env_ids: tuple[str, ...] = ENV_IDS) -> list[str]:
