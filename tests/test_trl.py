@@ -145,4 +145,12 @@ def test_rollout_checks_the_batch_layout_and_pads_collective_calls():
         rollout([prompt_for(5, "x")] * 4, trainer)
     with pytest.raises(ValueError, match="must start with 'episode seed"):
         rollout(["no seed"] * 3, trainer)
+    hf = SimpleNamespace(**{**vars(trainer), "use_vllm": False})
+    hf.args = SimpleNamespace(**{**vars(trainer.args), "top_k": 5})
+    with pytest.raises(
+        ValueError, match="top_k is not supported by the transformers rollout path, got top_k=5"
+    ):
+        rollout([prompt_for(5, "x")] * 3, hf)
+    with pytest.raises(ValueError, match="turn_slots must be >= the env's turn limit 2, got 1"):
+        EpisodeRollout(ENV_ID, ENV, turn_slots=1)
     rollout.close()

@@ -211,9 +211,12 @@ class EpisodeRollout:
             turn_slots = getattr(config, "turn_limit", None)
             if turn_slots is None:
                 raise ValueError(f"{env_id} has no config.turn_limit; pass turn_slots")
+        limit = getattr(config, "turn_limit", None)
         probe.close()
         if int(turn_slots) < 1:
             raise ValueError(f"turn_slots must be >= 1, got {turn_slots}")
+        if limit is not None and int(turn_slots) < limit:
+            raise ValueError(f"turn_slots must be >= the env's turn limit {limit}, got {turn_slots}")
         self.turn_slots = int(turn_slots)
         self.keep_calls = keep_calls
         self.calls: list[RolloutCall] = []
@@ -223,7 +226,10 @@ class EpisodeRollout:
 
     # -- TRL entry point ------------------------------------------------------------------
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
-        seeds = self._episode_seeds(prompts, int(trainer.num_generations))
+        # TRL groups num_generations rows in training and num_generations_eval in evaluation.
+        training = getattr(getattr(trainer, "model", None), "training", True)
+        groups = trainer.num_generations if training else getattr(trainer, "num_generations_eval", None)
+        seeds = self._episode_seeds(prompts, int(groups or trainer.num_generations))
         tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
         call = RolloutCall()
         with self._policy(trainer, tokenizer) as policy:
@@ -248,6 +254,10 @@ class EpisodeRollout:
         for k, episode in enumerate(call.episodes):
             episode_id = f"{process}-{self._count}-{k}"
             record = episode.record
+            if len(record.turns) > self.turn_slots:
+                raise ValueError(
+                    f"an episode played {len(record.turns)} turns, more than turn_slots={self.turn_slots}"
+                )
             base = np.asarray(record.prompt_ids, np.int64)
             for t in range(self.turn_slots):
                 if t < len(record.turns):
@@ -314,11 +324,17 @@ class EpisodeRollout:
                 trainer.model, tokenizer, protocol=self.protocol, generation=generation, backend=backend
             )
             return
-        if getattr(args, "top_k", 0) not in (0, None) or getattr(args, "min_p", None) is not None:
-            raise ValueError(
-                f"top_k and min_p are not supported by the transformers rollout path, got "
-                f"top_k={args.top_k}, min_p={args.min_p} (use vLLM or leave them unset)"
-            )
+        unsupported = {
+            "top_k": (getattr(args, "top_k", 0), (0, None)),
+            "min_p": (getattr(args, "min_p", None), (None,)),
+            "repetition_penalty": (getattr(args, "repetition_penalty", 1.0), (1.0, None)),
+        }
+        for name, (value, defaults) in unsupported.items():
+            if value not in defaults:
+                raise ValueError(
+                    f"{name} is not supported by the transformers rollout path, got {name}={value} "
+                    "(use vLLM or leave it at its default)"
+                )
         if getattr(trainer, "is_fsdp_enabled", False):
             raise ValueError("FSDP without vLLM is not supported by EpisodeRollout: set use_vllm=True")
         from trl.models import unwrap_model_for_generation
