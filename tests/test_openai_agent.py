@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -167,6 +168,16 @@ def test_a_failing_server_truncates_and_records_every_episode(mode, capsys):
     assert all(expected in line and "failed after 2 attempts" in line for line in lines)
     assert len(server.requests) == 4  # 2 attempts per episode: no endless retrying
     assert seconds < 30  # nobody waited for the slow server's answer
+
+
+def test_the_agent_needs_only_the_standard_library():
+    import subprocess
+    import sys
+
+    code = "import sys, agents.openai_agent; sys.exit(any(m in sys.modules for m in ('torch', 'openai', 'requests')))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+    )
 
 
 def test_evaluate_openai_needs_a_url_and_a_model():
