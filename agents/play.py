@@ -31,16 +31,29 @@ class EpisodeStats:
     dependency: int
     seconds: float
     truncated: bool
+    error: str | None = None
+    """Why the agent stopped early (one of ``play_episode``'s ``errors``), else None."""
 
 
-def play_episode(env: gym.Env, agent: Agent, seed: int) -> EpisodeStats:
-    """Run one episode from ``env.reset(seed=seed)`` to its end."""
+def play_episode(
+    env: gym.Env, agent: Agent, seed: int, *, errors: tuple[type[BaseException], ...] = ()
+) -> EpisodeStats:
+    """Run one episode from ``env.reset(seed=seed)`` to its end.
+
+    An exception of a type in ``errors`` raised by the agent (a server that keeps failing)
+    ends the episode where it stands: truncated, with the message in ``error``.
+    """
     start = time.perf_counter()
     observation, info = env.reset(seed=seed)
     agent.reset(seed=seed)
-    total, terminated, truncated = 0.0, False, False
+    total, terminated, truncated, error = 0.0, False, False, None
     while not (terminated or truncated):
-        observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
+        try:
+            response = agent.act(observation, info)
+        except errors as failure:
+            truncated, error = True, str(failure)
+            break
+        observation, reward, terminated, truncated, info = env.step(response)
         total += float(reward)
     return EpisodeStats(
         reward=total,
@@ -51,6 +64,7 @@ def play_episode(env: gym.Env, agent: Agent, seed: int) -> EpisodeStats:
         dependency=int(info["dependency"]),
         seconds=time.perf_counter() - start,
         truncated=bool(truncated),
+        error=error,
     )
 
 
