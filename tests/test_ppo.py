@@ -65,7 +65,7 @@ def test_one_ppo_update_end_to_end(tmp_path):
     assert any(k.startswith("policy.") for k in changed) and "value_head.weight" in changed
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [line["step"] for line in lines] == [1]
-    assert os.path.exists(tmp_path / "checkpoint.pt")
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_00000001"
     trainer.close()
 
 
@@ -164,9 +164,13 @@ def test_train_ppo_cli_with_a_separate_critic_and_gradient_checkpointing(tmp_pat
     assert config.critic == "separate" and config.gradient_checkpointing is True and config.num_envs == 2
     history = script.main(argv)
     assert len(history) == 1 and math.isfinite(history[0]["value_loss"])
-    assert os.path.exists(tmp_path / "policy" / "config.json") and os.path.exists(tmp_path / "checkpoint.pt")
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert any(k.startswith("critic_trunk.") for k in state["model"]) and state["step"] == 1
+    assert os.path.exists(tmp_path / "policy" / "config.json")
+    from torch.distributed.checkpoint import FileSystemReader
+
+    folder = tmp_path / "checkpoints" / "step_00000001"
+    saved = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    assert any(k.startswith("model.critic_trunk.") for k in saved)
+    assert torch.load(folder / "trainer_state.pt", weights_only=False)["step"] == 1
 
 
 @pytest.mark.gpu
