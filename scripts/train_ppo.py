@@ -6,7 +6,8 @@
     torchrun --nproc_per_node=8 scripts/train_ppo.py --config qwen2.5-7b --model /models/Qwen2.5-7B-Instruct
 
 Every field of ``agents.ppo.config.PPOConfig`` is a flag (``--kl-mode k3_loss``); ``--resume``
-continues from ``<out-dir>/checkpoint.pt`` exactly where it stopped.
+continues from the latest sharded checkpoint in ``<out-dir>/checkpoints`` (or an old
+``<out-dir>/checkpoint.pt``) exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default="tiny-cpu", choices=sorted(PRESETS), help="preset to start from")
     parser.add_argument("--policy", default=None, help="initial policy folder (e.g. an SFT checkpoint)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoints/latest")
     hints = typing.get_type_hints(PPOConfig)
     for field in dataclasses.fields(PPOConfig):
         parser.add_argument(
