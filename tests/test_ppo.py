@@ -85,6 +85,18 @@ def test_one_grpo_update_end_to_end(tmp_path, advantage):
     trainer.close()
 
 
+def test_bf16_training_recomputes_old_logprobs_by_default(tmp_path):
+    """fp32 sampler, bf16-autocast training: "auto" takes the old log-probs from the training
+    precision, so the first mini-batch's ratio is 1 and k1 KL is 0 at step 0."""
+    trainer = PPOTrainer(small_config(tmp_path, dtype="bfloat16", kl_mode="k3_loss", kl_coef=0.1))
+    assert trainer.config.old_logprobs_source == "recompute"
+    episodes, groups, _ = trainer.rollout(0)
+    metrics = trainer.update([e.record for e in episodes], groups, step=0)
+    assert metrics["logprob_gap"] > 1e-4  # the sampler's fp32 values differ from bf16 training's
+    assert metrics["kl"] == 0.0 and metrics["approx_kl"] < 1e-7 and metrics["clipfrac"] == 0.0
+    trainer.close()
+
+
 def test_trainer_packed_forward_matches_per_turn_replay(tmp_path):
     """The ActorCritic's packed forward == each turn re-run alone == the rollout's log-probs."""
     trainer = PPOTrainer(small_config(tmp_path))
