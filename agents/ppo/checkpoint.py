@@ -32,11 +32,13 @@ shards from parameters gathered one at a time, so no rank holds the whole model 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,6 +84,16 @@ def _distributed() -> tuple[int, int]:
 def _single() -> bool:
     """No process group: DCP saves and loads in this process alone (same files)."""
     return not (dist.is_available() and dist.is_initialized())
+
+
+@contextlib.contextmanager
+def _quiet_single_process() -> Iterator[None]:
+    """DCP warns on every single-process save/load that it assumes one process: that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="torch.distributed is disabled, unavailable or uninitialized"
+        )
+        yield
 
 
 def _barrier() -> None:
@@ -191,15 +203,19 @@ def load(
     rank, _ = _distributed()
     if optimizer is None:
         model_state = get_model_state_dict(model)
-        dcp.load({"model": model_state}, checkpoint_id=folder, no_dist=_single())
+        with _quiet_single_process():
+            dcp.load({"model": model_state}, checkpoint_id=folder, no_dist=_single())
         set_model_state_dict(model, model_state)
     else:
         # The current (sharded) state dicts are the templates: DCP reads into them only the
         # pieces this rank owns, whatever the world size that wrote the checkpoint.
         model_state, optimizer_state = get_state_dict(model, optimizer)
-        dcp.load(
-            {"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder, no_dist=_single()
-        )
+        with _quiet_single_process():
+            dcp.load(
+                {"model": model_state, "optimizer": optimizer_state},
+                checkpoint_id=folder,
+                no_dist=_single(),
+            )
         set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
     state = torch.load(os.path.join(folder, "trainer_state.pt"), map_location="cpu", weights_only=False)
     if scheduler is not None:
