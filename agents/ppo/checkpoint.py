@@ -151,7 +151,10 @@ def save(
         os.makedirs(folder)
     _barrier()
     model_state, optimizer_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder, no_dist=_single())
+    with _quiet_single_process():
+        dcp.save(
+            {"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder, no_dist=_single()
+        )
     torch.save(rng_state(), os.path.join(folder, f"rng_rank{rank}.pt"))
     if rank == 0:
         state = {"step": int(step), "scheduler": scheduler.state_dict(), **(meta or {})}
