@@ -157,3 +157,31 @@ def test_dcp_kill_and_resume_under_two_fsdp2_processes(tmp_path):
         for name, value in model.state_dict().items():
             assert torch.equal(value, full["policy." + name]), (folder, name)
     assert os.path.exists(tmp_path / "b" / "policy" / "tokenizer.json")
+
+
+def test_an_old_single_file_checkpoint_still_loads(tmp_path):
+    from agents.ppo import checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: 0.5)
+    old = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": 7,
+        "rng": [checkpoint.rng_state()],
+    }
+    torch.save(old, tmp_path / "checkpoint.pt")
+    expected = torch.rand(3)
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    state = checkpoint.load(str(tmp_path / "checkpoint.pt"), fresh, fresh_optimizer, None)
+    assert state["step"] == 7 and torch.equal(torch.rand(3), expected)  # the RNG is restored too
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters(), strict=True))
+    assert torch.equal(
+        fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
