@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from agents.base import Agent
+from agents.rollout import split_prompt
+from mem1_envs.memory import count_tokens
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class EpisodeStats:
     dependency: int
     seconds: float
     truncated: bool
+    prompt_tokens: int = 0
+    """Tokens of the task prompt (the env's counter): the part of every context no policy drops."""
+    mean_context_tokens: float = 0.0
+    """Mean tokens of the contexts the agent acted on (one per turn)."""
+    success: bool = False
+    """``info["success"]`` where the env reports it (the shop), else False."""
 
 
 def play_episode(env: gym.Env, agent: Agent, seed: int) -> EpisodeStats:
@@ -38,8 +46,11 @@ def play_episode(env: gym.Env, agent: Agent, seed: int) -> EpisodeStats:
     start = time.perf_counter()
     observation, info = env.reset(seed=seed)
     agent.reset(seed=seed)
-    total, terminated, truncated = 0.0, False, False
+    count = getattr(env.unwrapped, "count_tokens", count_tokens)
+    prompt_tokens = count(split_prompt(observation))
+    total, terminated, truncated, contexts = 0.0, False, False, []
     while not (terminated or truncated):
+        contexts.append(int(info["context_tokens"]))
         observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
         total += float(reward)
     return EpisodeStats(
@@ -51,6 +62,9 @@ def play_episode(env: gym.Env, agent: Agent, seed: int) -> EpisodeStats:
         dependency=int(info["dependency"]),
         seconds=time.perf_counter() - start,
         truncated=bool(truncated),
+        prompt_tokens=int(prompt_tokens),
+        mean_context_tokens=sum(contexts) / len(contexts),
+        success=bool(info.get("success", False)),
     )
 
 
