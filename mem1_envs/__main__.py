@@ -9,6 +9,10 @@ Check FlashRAG QA files before training on them (bad rows, split sizes, MEM1 epi
 
     python -m mem1_envs check-data --data nq=nq/train.jsonl,hotpotqa=hotpotqa/train.jsonl
 
+The memory-scaling study (``scripts/memory_scaling.py`` of a source checkout; its arguments)::
+
+    python -m mem1_envs scaling --quick
+
 A dense index (extra ``dense``) takes a local sentence-embedding model folder::
 
     python -m mem1_envs build-index --kind dense --model models/e5-base-v2 --e5 \\
@@ -76,11 +80,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=_positive, default=None, help="request body size")
     serve.add_argument("--default-topk", type=_positive, default=None, help="topk when a request omits it")
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+
+    # Runs a script of the checkout's scripts/ with the remaining arguments (its own --help).
+    commands.add_parser(
+        "scaling",
+        add_help=False,
+        help="memory-scaling study (scripts/memory_scaling.py; --help for its options)",
+    )
     return parser
 
 
+_SCRIPTS = {"scaling": "memory_scaling"}
+
+
+def _run_script(command: str, argv: list[str]) -> int:
+    """``main(argv)`` of ``scripts/<name>.py`` next to this package (a source checkout)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{_SCRIPTS[command]}.py"
+    if not path.is_file():
+        raise OSError(f"{command} runs {path.name} of a source checkout (scripts/), not found at {path}")
+    spec = importlib.util.spec_from_file_location(_SCRIPTS[command], path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    module.main(argv)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in _SCRIPTS:
+        return _run_script(args.command, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"build-index": _build, "check-data": _check_data, "serve-retriever": _serve}[args.command]
     try:
         return command(args)
