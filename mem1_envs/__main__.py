@@ -9,9 +9,11 @@ Check FlashRAG QA files before training on them (bad rows, split sizes, MEM1 epi
 
     python -m mem1_envs check-data --data nq=nq/train.jsonl,hotpotqa=hotpotqa/train.jsonl
 
-The memory-scaling study (``scripts/memory_scaling.py`` of a source checkout; its arguments)::
+The memory-scaling study and every benchmark in one run (``scripts/memory_scaling.py`` and
+``scripts/bench.py`` of a source checkout; their own arguments)::
 
     python -m mem1_envs scaling --quick
+    python -m mem1_envs bench --quick
 
 A dense index (extra ``dense``) takes a local sentence-embedding model folder::
 
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Runs a script of the checkout's scripts/ with the remaining arguments (its own --help).
     commands.add_parser(
+        "bench", add_help=False, help="every benchmark in one run (scripts/bench.py; --help for its options)"
+    )
+    commands.add_parser(
         "scaling",
         add_help=False,
         help="memory-scaling study (scripts/memory_scaling.py; --help for its options)",
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SCRIPTS = {"scaling": "memory_scaling"}
+_SCRIPTS = {"scaling": "memory_scaling", "bench": "bench"}
 
 
 def _run_script(command: str, argv: list[str]) -> int:
@@ -105,8 +110,8 @@ def _run_script(command: str, argv: list[str]) -> int:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
-    module.main(argv)
-    return 0
+    code = module.main(argv)
+    return code if isinstance(code, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
