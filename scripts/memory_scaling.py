@@ -438,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="LLM agents: tokens per turn")
     parser.add_argument("--out", default="runs/scaling", help="folder for scaling.md, .json and the plots")
     parser.add_argument("--no-plot", action="store_true", help="no PNG plots")
+    parser.add_argument("--benchmarks-md", default=None, help="also write the generated section of this file")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: small world, N in 1 2 4, k in 1 2, 2 episodes"
     )
@@ -510,6 +511,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             print(
                 "plots skipped: matplotlib is not installed (pip install -c constraints.txt 'mem1-envs[plot]')"
             )
+    if args.benchmarks_md:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench import replace_section  # one writer of BENCHMARKS.md's generated sections
+
+        command = f"Command: `{report['command']}` ({report['seconds']:.0f} s)."
+        replace_section(
+            Path(args.benchmarks_md), command + "\n\n" + text.rstrip("\n"), "scaling", "Memory scaling"
+        )
+        print(f"updated {args.benchmarks_md}")
     print(f"wrote {out / 'scaling.md'} and {out / 'scaling.json'}")
     return results
 

@@ -97,3 +97,22 @@ def test_plots_are_written(tmp_path, qa_rows):
     pytest.importorskip("matplotlib")
     (path,) = scaling.plot(qa_rows, tmp_path)
     assert path.name == "scaling_multiqa.png" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.train
+def test_llm_agent_reports_generation_time_and_tokens():
+    pytest.importorskip("transformers")
+    task = scaling.Task(
+        "multiqa", "MEM1-MultiQA-v0", "num_objectives", (1, 2), {"world": "small", "split": "test"}
+    )
+    agent = scaling.llm_agent("tiny", max_new_tokens=8)
+    rows = scaling.sweep([task], ["mem1", "full"], [agent], episodes=2, progress=False)
+    assert [(r["agent"], r["size"], r["policy"]) for r in rows] == [
+        (agent.label, n, p) for n in (1, 2) for p in ("mem1", "full")
+    ]
+    for row in rows:
+        m = row["metrics"]
+        assert 0 < m["generate_seconds"]["mean"] <= m["seconds"]["mean"]
+        # at most 8 tokens a turn, at least one turn
+        assert 1 <= m["generated_tokens"]["mean"] <= 8 * m["turns"]["mean"]
+    assert "| hf:" in scaling.markdown(rows)
