@@ -131,10 +131,10 @@ class AgentSpec:
 
     label: str
     make: Callable[[Task], Any]
-    llm: bool = False
 
 
 def scripted_agent() -> AgentSpec:
+    """Each task's own scripted agent (agents.scripted)."""
     return AgentSpec("scripted", lambda task: task.scripted())
 
 
@@ -159,7 +159,7 @@ def llm_agent(
         base = loaded["policy"]
         return LLMPolicy(base.model, base.tokenizer, protocol=task.protocol, generation=generation).as_agent()
 
-    return AgentSpec(f"hf:{os.path.basename(os.path.normpath(path))}", make, llm=True)
+    return AgentSpec(f"hf:{os.path.basename(os.path.normpath(path))}", make)
 
 
 # -- one configuration ----------------------------------------------------------------------
