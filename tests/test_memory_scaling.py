@@ -103,7 +103,7 @@ def test_plots_are_written(tmp_path, qa_rows):
 def test_llm_agent_reports_generation_time_and_tokens():
     pytest.importorskip("transformers")
     task = scaling.Task(
-        "multiqa", "MEM1-MultiQA-v0", "num_objectives", (1, 2), {"world": "small", "split": "test"}
+        "multiqa", "MEM1-MultiQA-v0", "num_objectives", (1,), {"world": "small", "split": "test"}
     )
     agent = scaling.llm_agent("tiny", max_new_tokens=8)
     rows = scaling.sweep([task], ["mem1", "full"], [agent], episodes=2, progress=False)
