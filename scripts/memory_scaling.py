@@ -292,7 +292,7 @@ def growth(results: list[dict[str, Any]], task: str, agent: str, small: int, lar
     }
     out: dict[str, Any] = {}
     for policy in dict.fromkeys(p for p, _ in peaks):
-        if (policy, small) in peaks and (policy, large) in peaks:
+        if small != large and (policy, small) in peaks and (policy, large) in peaks:
             out[f"{policy}: beyond-prompt peak x{large}/x{small}"] = (
                 peaks[policy, large]["peak_beyond_prompt"]["mean"]
                 / peaks[policy, small]["peak_beyond_prompt"]["mean"]
