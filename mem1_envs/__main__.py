@@ -99,13 +99,19 @@ _SCRIPTS = {"scaling": "memory_scaling", "bench": "bench"}
 
 
 def _run_script(command: str, argv: list[str]) -> int:
-    """``main(argv)`` of ``scripts/<name>.py`` next to this package (a source checkout)."""
+    """``main(argv)`` of ``scripts/<name>.py`` of a source checkout: the one this package was
+    imported from, else the one in the current directory (an installed package and its checkout)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{_SCRIPTS[command]}.py"
-    if not path.is_file():
-        raise OSError(f"{command} runs {path.name} of a source checkout (scripts/), not found at {path}")
+    name = f"{_SCRIPTS[command]}.py"
+    places = [Path(__file__).resolve().parents[1] / "scripts", Path.cwd() / "scripts"]
+    path = next((place / name for place in places if (place / name).is_file()), None)
+    if path is None:
+        raise OSError(
+            f"{command} runs scripts/{name} of a source checkout; not found in {' or '.join(map(str, places))} "
+            "(run it from the checkout's root)"
+        )
     spec = importlib.util.spec_from_file_location(_SCRIPTS[command], path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
@@ -118,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command in _SCRIPTS:
-        return _run_script(args.command, rest)
+        try:
+            return _run_script(args.command, rest)
+        except OSError as error:  # no checkout here, or an output folder that cannot be written
+            print(f"{args.command}: error: {error}", file=sys.stderr)
+            return 1
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"build-index": _build, "check-data": _check_data, "serve-retriever": _serve}[args.command]

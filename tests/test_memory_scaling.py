@@ -116,3 +116,13 @@ def test_llm_agent_reports_generation_time_and_tokens():
         # at most 8 tokens a turn, at least one turn
         assert 1 <= m["generated_tokens"]["mean"] <= 8 * m["turns"]["mean"]
     assert "| hf:" in scaling.markdown(rows)
+
+
+def test_cli_outside_a_checkout_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import mem1_envs.__main__ as entry
+
+    monkeypatch.setattr(entry, "__file__", str(tmp_path / "site-packages" / "mem1_envs" / "__main__.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli(["scaling", "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scaling: error: scaling runs scripts/memory_scaling.py of a source checkout")
