@@ -8,11 +8,12 @@ settings against our search path, Gymnasium's ``CartPole-v1`` step rate as the f
 overhead. Optional parts (no Chromium, no torch, no rank_bm25) are skipped with one line.
 Writes ``bench.md`` and ``bench.json`` (machine, load average before and after, versions,
 command, medians, min-max, ratios) and, with ``--benchmarks-md``, replaces the generated
-section of BENCHMARKS.md (between its markers).
+section of BENCHMARKS.md (between its markers). ``scripts/bench_index.py`` (a 1M-passage
+index build, minutes and GBs) stays a run of its own.
 
-    python -m mem1_envs bench --quick                          # a smoke run, under 2 minutes
+    python -m mem1_envs bench --quick                          # smoke run: about 40 s of CPU
     python -m mem1_envs bench --benchmarks-md BENCHMARKS.md    # the full run, the generated section
-    python scripts/bench.py --only rewards search              # some of them
+    python scripts/bench.py --only rewards search+env          # some of them
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,9 @@ def bench_masks(quick: bool, tick: Callable[[], None]) -> list[Figure]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as bench_trajectory.py: one thread on both sides
     try:
-        args = trajectory.Args(quick=quick, repeats=5 if quick else 15, episodes=4 if quick else 16)
-        args = trajectory.Args(**{**asdict(args), "turns": 3 if quick else 8})
+        args = trajectory.Args(
+            quick=quick, repeats=5 if quick else 15, episodes=4 if quick else 16, turns=3 if quick else 8
+        )
         with _quiet():
             r = trajectory.bench_dense(args)
     finally:
