@@ -307,7 +307,8 @@ class LLMAgent:
     def __init__(self, policy: LLMPolicy):
         self.policy = policy
         self.prompt: str | None = None
-        self.generate_seconds = 0.0
+        self.generate_seconds = 0.0  # totals over every episode this agent played
+        self.generated_tokens = 0
 
     def reset(self, seed: int | None = None) -> None:
         self.prompt = None
@@ -322,4 +323,5 @@ class LLMAgent:
         start = time.perf_counter()
         out = self.policy.generate([self.policy.encode(self.prompt, observation)])[0]
         self.generate_seconds += time.perf_counter() - start
+        self.generated_tokens += len(out.token_ids)
         return out.text
