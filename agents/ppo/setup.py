@@ -255,7 +255,10 @@ def generation_copy(policy: nn.Module, dtype: torch.dtype, device: torch.device)
 
     with meta_parameters():
         copy = AutoModelForCausalLM.from_config(policy.config, dtype=dtype)
-    copy.to(device)  # buffers only: meta parameters stay meta
+    for sub in copy.modules():  # buffers (rotary frequencies) are real: move them
+        for key, buffer in list(sub._buffers.items()):
+            if buffer is not None:
+                sub._buffers[key] = buffer.to(device)
     by_id: dict[int, nn.Parameter] = {}
     for name, value in gathered_parameters(policy, dtype):
         old = copy.get_parameter(name)
