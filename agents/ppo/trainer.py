@@ -171,6 +171,7 @@ class PPOTrainer:
         (:func:`agents.ppo.setup.generation_copy`; 7B in bf16: 15.2 GB while it lives), the ranks
         generate independently, and the copy is freed before the update. Otherwise the policy
         itself generates (DDP never syncs outside its own forward)."""
+        self.optimizer.zero_grad(set_to_none=True)  # the last step's gradients are dead weight here
         model: Any = self.core.policy
         if self._fsdp:
             dtype = torch.bfloat16 if self.config.dtype == "bfloat16" else torch.float32
