@@ -9,7 +9,7 @@ process on the whole batch and in ``world`` processes (each on its contiguous sh
 with ``torch.multiprocessing`` on 127.0.0.1 and a free port), and prints the largest parameter
 difference. Under ``torchrun`` the trainer reads ``RANK``/``WORLD_SIZE`` the same way.
 
-:func:`run_step_check` plays a whole step (rollout, evaluation, update) in ``world`` processes on
+:func:`run_checks` plays a whole step (rollout, evaluation, update) in ``world`` processes on
 :class:`FixedTurnsEnv`, whose episodes last a number of turns fixed by the seed, so that ranks
 generate for different numbers of turns: the deadlock test of the no-collective rollout.
 """
@@ -31,9 +31,9 @@ import gymnasium as gym
 __all__ = [
     "FixedTurnsEnv",
     "free_port",
+    "run_checks",
     "run_ddp_update",
     "run_single_update",
-    "run_step_check",
     "sharding_report",
     "toy_batch",
 ]
@@ -150,20 +150,36 @@ def sharding_report(trainer: Any) -> dict[str, Any]:
     return report
 
 
-def _step_worker(rank: int, world: int, port: int, config: Any, eval_seeds: list[int], out_dir: str) -> None:
-    import torch
-    import torch.distributed as dist
+def _resident(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
-    # A hang fails within a minute instead of gloo's default 30.
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+
+def _reset_peak() -> int:
+    """Reset the peak resident size (VmHWM) to the current one; returns the current one."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+    return _resident("VmRSS")
+
+
+def _memory_job(config: Any) -> dict[str, Any]:
+    from agents.ppo.trainer import PPOTrainer
+
+    start = _reset_peak()
+    trainer = PPOTrainer(config)
+    built = _resident("VmHWM") - start
+    report = sharding_report(trainer)
+    start = _reset_peak()
+    trainer.rollout(0)
+    rollout = _resident("VmHWM") - start
+    trainer.close()
+    return {"build_peak": built, "rollout_peak": rollout, "sharding": report}
+
+
+def _step_job(config: Any, eval_seeds: list[int], rank: int) -> dict[str, Any]:
     from agents.ppo.trainer import PPOTrainer
 
     trainer = PPOTrainer(config)
@@ -175,6 +191,7 @@ def _step_worker(rank: int, world: int, port: int, config: Any, eval_seeds: list
     metrics = trainer.update(records, groups, step=0)
     seconds = time.perf_counter() - start
     state = trainer._model_state()  # a collective under FSDP2
+    trainer.close()
     result = {
         "turns": [e.turns for e in episodes],
         "records": records,
@@ -186,22 +203,52 @@ def _step_worker(rank: int, world: int, port: int, config: Any, eval_seeds: list
     }
     if rank == 0:
         result["state"] = state
-    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    trainer.close()
+    return result
+
+
+def _checks_worker(rank: int, world: int, port: int, jobs: list[tuple], out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)  # also one malloc arena: less noise in the resident size
+    # A hang fails within a minute instead of gloo's default 30.
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    import transformers.models.qwen2.modeling_qwen2  # noqa: F401 - imported before any measurement
+
+    results = []
+    for job in jobs:  # "memory" jobs first: a fresh process measures its peaks best
+        if job[0] == "memory":
+            results.append(_memory_job(job[1]))
+        else:
+            results.append(_step_job(job[1], job[2], rank))
+        dist.barrier()
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
 
 
-def run_step_check(config: Any, eval_seeds: list[int], world: int = 2) -> list[dict[str, Any]]:
-    """One step (rollout, evaluation of ``eval_seeds``, update) in ``world`` gloo processes;
-    returns each rank's turns, records, evaluation, metrics, seconds and sharding report
-    (rank 0's also its parameters after the update)."""
+def run_checks(jobs: list[tuple], world: int = 2) -> list[list[dict[str, Any]]]:
+    """Run ``jobs`` in one set of ``world`` gloo processes; per job, each rank's result.
+
+    - ``("step", config, eval_seeds)``: one step (rollout, evaluation of ``eval_seeds``, update):
+      turns, records, evaluation, metrics, seconds, sharding report, rank 0's parameters after;
+    - ``("memory", config)``: peak resident bytes above the start of building the trainer and of
+      one rollout, and the sharding report (Linux: reads ``/proc/self/status``).
+    """
     import torch
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(_step_worker, args=(world, free_port(), config, eval_seeds, folder), nprocs=world, join=True)
-        return [torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False) for r in range(world)]
+        mp.spawn(_checks_worker, args=(world, free_port(), jobs, folder), nprocs=world, join=True)
+        ranks = [torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False) for r in range(world)]
+    return [[ranks[r][j] for r in range(world)] for j in range(len(jobs))]
 
 
 def run_single_update(config: Any, records: list, groups: list) -> dict[str, Any]:
