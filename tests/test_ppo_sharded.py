@@ -33,6 +33,7 @@ def _step_config(out_dir, kind):
         actor_lr=1e-3,
         out_dir=str(out_dir),
         distributed=kind,
+        reference_offload=True,  # FSDP2: the reference's shards in CPU memory (ignored by DDP)
     )
 
 
