@@ -2,7 +2,8 @@
 
 Each step::
 
-    1. rollout   every rank plays its share of the batch's prompts (batched generation)
+    1. rollout   every rank plays its share of the batch's prompts (batched generation; under
+                 FSDP2 on a rank-local copy gathered once, so no collective while generating)
     2. score     one exact packed forward: current log-probs (the rollout-vs-training gap),
                  values, and the frozen reference's log-probs
     3. advantage k1 KL in the reward (MEM1) or not, then GAE / turn-level / GRPO / GiGPO,
@@ -12,8 +13,9 @@ Each step::
                  optimizer step; NaN/inf stops the run with the batch saved
     5. log/save  metrics to JSONL (+TensorBoard), checkpoint with RNG states and step
 
-Run it with ``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for
-data parallel: gloo on CPU, NCCL on GPU).
+Models, sharding and the optimizer are built by :mod:`agents.ppo.setup`. Run it with
+``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for data
+parallel: gloo on CPU, NCCL on GPU).
 """
 
 from __future__ import annotations
