@@ -35,7 +35,9 @@ class PPOConfig:
     dtype: str = "float32"
     """``"float32"`` or ``"bfloat16"`` (autocast for the training forward, fp32 master weights)."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (saves memory on long packed sequences)."""
+    """Recompute activations in the backward pass (policy and separate critic; saves memory on long packed sequences)."""
+    logprob_chunk_tokens: int = 1024
+    """Loss tokens per chunk of the LM head + log-softmax/entropy (fp32 ``[chunk, V]``, recomputed in backward)."""
     attention: str = "dense"
     """Packed-forward mask: ``"dense"`` (additive float ``[B, 1, S, S]``, any attention implementation)
     or ``"flex"`` (FlexAttention ``BlockMask`` from block ids, no ``S x S`` tensor; training needs CUDA)."""
@@ -141,7 +143,10 @@ class PPOConfig:
     eval_episodes: int = 32
     """Held-out episodes per evaluation (``split="test"``, greedy)."""
     distributed: str = "ddp"
-    """With ``torchrun``: ``"ddp"`` or ``"fsdp2"`` (``fully_shard`` per decoder layer)."""
+    """With ``torchrun``: ``"ddp"`` or ``"fsdp2"`` (meta-device build, ``fully_shard`` per decoder layer
+    of policy, critic and reference, bf16 ``MixedPrecisionPolicy`` when ``dtype="bfloat16"``)."""
+    reference_offload: bool = False
+    """FSDP2: keep the frozen reference's shards in CPU memory (``CPUOffloadPolicy``)."""
     device: str = "auto"
     """``"auto"`` (cuda when available), ``"cpu"`` or ``"cuda"``."""
     progress: bool = True
@@ -163,7 +168,7 @@ class PPOConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         positive = ("num_envs", "episodes_per_step", "group_size", "max_new_tokens", "ppo_epochs")
         positive += ("mini_batch_episodes", "micro_batch_episodes", "total_steps", "save_every")
-        positive += ("keep_checkpoints",)
+        positive += ("keep_checkpoints", "logprob_chunk_tokens")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

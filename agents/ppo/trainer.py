@@ -2,7 +2,8 @@
 
 Each step::
 
-    1. rollout   every rank plays its share of the batch's prompts (batched generation)
+    1. rollout   every rank plays its share of the batch's prompts (batched generation; under
+                 FSDP2 on a rank-local copy gathered once, so no collective while generating)
     2. score     one exact packed forward: current log-probs (the rollout-vs-training gap),
                  values, and the frozen reference's log-probs
     3. advantage k1 KL in the reward (MEM1) or not, then GAE / turn-level / GRPO / GiGPO,
@@ -13,8 +14,9 @@ Each step::
                  one clipped optimizer step; NaN/inf stops the run with the batch saved
     5. log/save  metrics to JSONL (+TensorBoard), sharded checkpoint (DCP) with RNG states and step
 
-Run it with ``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for
-data parallel: gloo on CPU, NCCL on GPU).
+Models, sharding and the optimizer are built by :mod:`agents.ppo.setup`. Run it with
+``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for data
+parallel: gloo on CPU, NCCL on GPU).
 """
 
 from __future__ import annotations
@@ -35,13 +37,12 @@ import torch.distributed as dist
 
 import mem1_envs  # noqa: F401 - registers the env ids
 from agents.llm_policy import GenerationConfig, LLMPolicy
-from agents.ppo import checkpoint
+from agents.ppo import checkpoint, setup
 from agents.ppo import losses as L
 from agents.ppo.buffer import RolloutBuffer
 from agents.ppo.checkpoint import rng_state, set_rng_state
 from agents.ppo.config import PPOConfig
 from agents.ppo.metrics import MetricsLogger
-from agents.ppo.model import ActorCritic
 from agents.rollout import Episode, collect
 from mem1_envs.trajectory import RolloutRecord
 
@@ -55,7 +56,7 @@ class PPOTrainer:
     """
 
     def __init__(self, config: PPOConfig, policy_path: str | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.config = config
         # -- distribution ----------------------------------------------------------------------
@@ -76,7 +77,7 @@ class PPOTrainer:
                 f"prompts per step ({prompts}) and mini_batch_episodes ({config.mini_batch_episodes}) "
                 f"must divide by the number of processes ({self.world})"
             )
-        # -- models ----------------------------------------------------------------------------
+        # -- models and optimisation (agents/ppo/setup.py) ------------------------------------
         path = policy_path or config.model
         if path in (None, "tiny"):
             from agents.tiny_model import default_tiny_model
@@ -84,82 +85,14 @@ class PPOTrainer:
             path = default_tiny_model()
         self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        torch.manual_seed(config.seed)  # identical value-head init on every rank
-        attention = {"attn_implementation": "flex_attention"} if config.attention == "flex" else {}
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
-        self.lora = config.lora_r > 0
-        if self.lora:
-            try:
-                from peft import LoraConfig, get_peft_model
-            except ImportError as error:  # pragma: no cover - depends on the install
-                raise ImportError("LoRA needs peft: pip install mem1-envs[lora]") from error
-            policy = get_peft_model(
-                policy, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear")
-            )
-        if config.gradient_checkpointing:
-            # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.
-            enable = (
-                getattr(policy, "activation_checkpointing_enable", None)
-                or policy.gradient_checkpointing_enable
-            )
-            enable()
-            policy.config.use_cache = False
-        critic_model = None
-        if config.uses_critic and config.critic == "separate":
-            critic_model = AutoModelForCausalLM.from_pretrained(
-                config.critic_model or path, dtype=torch.float32
-            )
-        self.core = ActorCritic(
-            policy,
-            critic=config.critic if config.uses_critic else "none",
-            critic_model=critic_model,
-            temperature=config.temperature,
-        ).to(self.device)
-        self.reference: ActorCritic | None = None
-        if config.kl_mode != "none" and config.kl_coef > 0 and not self.lora:
-            reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
-            # The same selective packed forward as the policy's (LM head on loss positions only).
-            self.reference = ActorCritic(reference, critic="none", temperature=config.temperature).to(
-                self.device
-            )
-            self.reference.eval().requires_grad_(False)
-        self.module: torch.nn.Module = self.core
-        if self.world > 1:
-            if config.distributed == "ddp":
-                from torch.nn.parallel import DistributedDataParallel
-
-                self.module = DistributedDataParallel(
-                    self.core, device_ids=[self.device] if use_cuda else None
-                )
-            else:
-                from torch.distributed.fsdp import fully_shard
-
-                for layer in getattr(self.core.policy.get_decoder(), "layers", []):
-                    fully_shard(layer)
-                fully_shard(self.core)
-                # One tiny forward through the root initialises FSDP's state as a whole; otherwise
-                # generate() (which calls the layers, not the root) makes each layer its own root.
-                from mem1_envs.trajectory import pack_exact
-                from mem1_envs.trajectory_torch import collate
-
-                with torch.no_grad():
-                    self.core(collate([pack_exact([0], [([], [0])])], device=self.device))
-                self.core.reshard()  # the root stays gathered after a forward: the optimizer needs the shards
-        # -- optimisation ----------------------------------------------------------------------
-        critic_params = [
-            p for n, p in self.core.named_parameters() if not n.startswith("policy.") and p.requires_grad
-        ]
-        actor_params = [
-            p for n, p in self.core.named_parameters() if n.startswith("policy.") and p.requires_grad
-        ]
-        groups = [{"params": actor_params, "lr": config.actor_lr}]
-        if critic_params:
-            groups.append({"params": critic_params, "lr": config.critic_lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        warmup = max(config.warmup_steps, 0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda n: min(1.0, (n + 1) / warmup) if warmup else 1.0
+        models = setup.build_models(config, path, self.device, self.world)
+        self.core, self.reference, self.module, self.lora = (
+            models.core,
+            models.reference,
+            models.module,
+            models.lora,
         )
+        self.optimizer, self.scheduler = setup.build_optimizer(config, self.core)
         # -- environments and sampler ----------------------------------------------------------
         self.envs = [gym.make(config.env_id, **config.env_options()) for _ in range(config.num_envs)]
         self.sampler = LLMPolicy(
@@ -208,26 +141,45 @@ class PPOTrainer:
 
     # -- 1. rollout --------------------------------------------------------------------------
     def rollout(self, step: int) -> tuple[list[Episode], list[int], float]:
+        """This rank's episodes of ``step``: no collective while generating (see :meth:`_generation_model`)."""
         seeds, groups = self.prompt_seeds(step)
         start = time.perf_counter()
-        self.core.eval()
-        with self._gathered():
+        with self._generation_model(self.sampler):
             episodes = collect(self.envs, self.sampler, seeds)
-        self.core.train()
         return episodes, groups, time.perf_counter() - start
 
     @contextlib.contextmanager
-    def _gathered(self) -> Any:
-        """Under FSDP2, ``generate`` bypasses the root module's forward hooks: gather the root's
-        own parameters (embeddings, final norm, head) for it; decoder layers gather themselves."""
-        sharded = self.world > 1 and self.config.distributed == "fsdp2"
-        if sharded:
-            self.core.unshard()
+    def _generation_model(self, sampler: LLMPolicy) -> Any:
+        """Point ``sampler`` at the model to generate with for one rollout.
+
+        Under FSDP2 generating through the sharded policy would all-gather every layer at every
+        decoding step, a collective per step: a rank with shorter episodes would reach the next
+        collective while another still generates, and both would hang. Instead the shards are
+        gathered once, parameter by parameter, into a rank-local copy in the config's dtype
+        (:func:`agents.ppo.setup.generation_copy`; 7B in bf16: 15.2 GB while it lives), the ranks
+        generate independently, and the copy is freed before the update. Otherwise the policy
+        itself generates (DDP never syncs outside its own forward)."""
+        self.optimizer.zero_grad(set_to_none=True)  # the last step's gradients are dead weight here
+        model: Any = self.core.policy
+        if self._fsdp:
+            dtype = torch.bfloat16 if self.config.dtype == "bfloat16" else torch.float32
+            model = setup.generation_copy(self.core.policy, dtype, self.device)
+        backend = sampler.backend
+        saved = sampler.model, getattr(backend, "model", None)
+        sampler.model = model
+        if saved[1] is not None:
+            backend.model = model
+        self.core.eval()
         try:
-            yield
+            yield model
         finally:
-            if sharded:
-                self.core.reshard()
+            self.core.train()
+            sampler.model = saved[0]
+            if saved[1] is not None:
+                backend.model = saved[1]
+            del model
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # -- 2. score ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -504,10 +456,13 @@ class PPOTrainer:
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, seeds: Sequence[int], greedy: bool = True) -> dict[str, float]:
-        """Mean reward/EM/F1 on held-out (``split="test"``) episodes; RNG state left untouched."""
+        """Mean reward/EM/F1 on held-out (``split="test"``) episodes; RNG state left untouched.
+
+        The seeds are split across ranks (rank ``r`` plays ``seeds[r::world]``, any count) and the
+        sums are reduced once at the end, so ranks never wait on each other mid-evaluation."""
         c = self.config
+        mine = list(seeds)[self.rank :: self.world]
         kwargs = {**c.env_options(), "split": "test"}
-        envs = [gym.make(c.env_id, **kwargs) for _ in range(min(c.num_envs, len(seeds)))]
         policy = LLMPolicy(
             self.core.policy,
             self.tokenizer,
@@ -520,16 +475,26 @@ class PPOTrainer:
             ),
         )
         saved = rng_state()
-        self.core.eval()
-        with self._gathered():
-            episodes = collect(envs, policy, list(seeds), generation_seed=c.seed)
-        self.core.train()
+        episodes: list[Episode] = []
+        with self._generation_model(policy):  # collective under FSDP2: every rank enters, even with no seed
+            if mine:
+                envs = [gym.make(c.env_id, **kwargs) for _ in range(min(c.num_envs, len(mine)))]
+                episodes = collect(envs, policy, mine, generation_seed=c.seed)
+                for env in envs:
+                    env.close()
         set_rng_state(saved)
-        return {
-            "eval_reward": float(np.mean([e.reward for e in episodes])),
-            "eval_em": float(np.mean([e.em for e in episodes])),
-            "eval_f1": float(np.mean([e.f1 for e in episodes])),
-        }
+        sums = np.array(
+            [
+                sum(e.reward for e in episodes),
+                sum(e.em for e in episodes),
+                sum(e.f1 for e in episodes),
+                len(episodes),
+            ],
+            np.float64,
+        )
+        total = self.all_reduce(sums)
+        n = max(total[3], 1.0)
+        return {"eval_reward": total[0] / n, "eval_em": total[1] / n, "eval_f1": total[2] / n}
 
     # -- the loop ----------------------------------------------------------------------------
     def train(self, *, resume: bool = False, stop_after: int | None = None) -> list[dict[str, float]]:
