@@ -34,6 +34,8 @@ import torch
 import torch.distributed as dist
 
 import mem1_envs  # noqa: F401 - registers the env ids
+from agents.engines import EngineSync, make_backend
+from agents.engines.mismatch import mismatch_stats, tis_weights
 from agents.llm_policy import GenerationConfig, LLMPolicy
 from agents.ppo import losses as L
 from agents.ppo.buffer import RolloutBuffer
@@ -64,10 +66,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class PPOTrainer:
     """Builds everything from a :class:`PPOConfig`; :meth:`train` runs the loop.
 
-    ``policy_path`` overrides ``config.model`` (e.g. an SFT checkpoint).
+    ``policy_path`` overrides ``config.model`` (e.g. an SFT checkpoint); ``engine`` is an
+    already-built engine object for ``rollout="vllm"`` (CPU tests: a fake with vLLM's shapes).
     """
 
-    def __init__(self, config: PPOConfig, policy_path: str | None = None):
+    def __init__(self, config: PPOConfig, policy_path: str | None = None, *, engine: Any = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
@@ -182,7 +185,18 @@ class PPOTrainer:
             generation=GenerationConfig(
                 max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
             ),
+            # -- issue 11: an inference engine (None: generate on the training model) --
+            backend=make_backend(
+                config,
+                tokenizer=self.tokenizer,
+                model_path=path,
+                model_config=self.core.policy.config,
+                rank=self.rank,
+                engine=engine,
+            ),
         )
+        # Sleep/wake of the engine around the update, its weights after every optimizer step.
+        self.engine_sync = EngineSync(self.sampler.backend, self.core.policy)
         self.step = 0
         self.autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -270,14 +284,47 @@ class PPOTrainer:
         masks = buffer.loss_masks
         rollout = buffer.arrays["rollout_logprobs"]
         gap = np.concatenate([np.abs(r - cur)[m] for r, cur, m in zip(rollout, current, masks, strict=True)])
-        buffer.arrays["old_logprobs"] = rollout if c.old_logprobs == "rollout" else current
+        # -- issue 11: engine/trainer mismatch, log-prob semantics, TIS --------------------------
+        # Engine log-probs that are not log_softmax(logits / T) (agents/engines/mismatch.py) are
+        # never the PPO denominator: the trainer's recomputed ones are.
+        exact = getattr(self.sampler.backend, "logprobs_exact", True)
+        use_rollout = c.old_logprobs == "rollout" and exact
+        engine_metrics = self._engine_mismatch(rollout, current, masks)
+        if c.rollout != "hf" and c.tis_cap is not None and exact and not use_rollout:
+            weights = tis_weights(current, rollout, masks, c.tis_cap)
+            buffer.arrays["tis_weights"] = weights
+            kept = np.concatenate([w[m] for w, m in zip(weights, masks, strict=True)])
+            tis = self.all_reduce(np.array([kept.sum(), (kept >= c.tis_cap).sum(), kept.size], np.float64))
+            engine_metrics.update(
+                tis_weight_mean=tis[0] / max(tis[2], 1), tis_capped_frac=tis[1] / max(tis[2], 1)
+            )
+        buffer.arrays["old_logprobs"] = rollout if use_rollout else current
         buffer.arrays["ref_logprobs"] = reference
         buffer.arrays["values"] = values
         k1 = np.concatenate(
             [(o - r)[m] for o, r, m in zip(buffer.arrays["old_logprobs"], reference, masks, strict=True)]
         )
         stats = self.all_reduce(np.array([gap.sum(), gap.max(initial=0.0), k1.sum(), gap.size], np.float64))
-        return {"logprob_gap": stats[0] / max(stats[3], 1), "kl": stats[2] / max(stats[3], 1)}
+        return {
+            "logprob_gap": stats[0] / max(stats[3], 1),
+            "kl": stats[2] / max(stats[3], 1),
+            **engine_metrics,
+        }
+
+    def _engine_mismatch(
+        self, engine: list[np.ndarray], trainer: list[np.ndarray], masks: list[np.ndarray]
+    ) -> dict[str, float]:
+        """Mean and max |rollout log-prob - trainer log-prob| over generated tokens, all ranks."""
+        total, worst, count = mismatch_stats(engine, trainer, masks)
+        total, count = self.all_reduce(np.array([total, count], np.float64))
+        if self.world > 1:
+            tensor = torch.tensor([worst], dtype=torch.float64, device=self.device)
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+            worst = float(tensor.item())
+        return {
+            "engine_logprob_mismatch_mean": total / max(count, 1),
+            "engine_logprob_mismatch_max": float(worst),
+        }
 
     # -- 3 + 4. advantages and update ---------------------------------------------------------
     def update(
@@ -287,6 +334,8 @@ class PPOTrainer:
         c = self.config
         step = self.step if step is None else step
         buffer = RolloutBuffer.from_records(records, group_ids, max_tokens=c.max_packed_tokens)
+        self.engine_sync.release()  # issue 11: the engine's KV cache (and weights) off the GPU
+        syncs_before, sync_seconds_before = self.engine_sync.syncs, self.engine_sync.seconds
         skipped = int(self.all_reduce(np.array([len(buffer.skipped)], np.float64))[0])
         if skipped and (self.world > 1 or not len(buffer)):
             # Ranks must keep equal batches (FSDP2 forwards are collectives): no silent imbalance.
@@ -351,6 +400,7 @@ class PPOTrainer:
                 grad_norms.append(float(norm))
                 self.optimizer.step()
                 self.scheduler.step()
+                self.engine_sync.after_optimizer_step()  # issue 11: new weights into the engine
         update_seconds = time.perf_counter() - update_start
         totals = self.all_reduce(np.array([sums[k] for k in sorted(sums)] + [forwarded], np.float64))
         totals_by = dict(zip([*sorted(sums), "forwarded"], totals.tolist(), strict=True))
@@ -375,6 +425,12 @@ class PPOTrainer:
             train_tokens_per_s=totals_by["forwarded"] / max(update_seconds, 1e-9) / self.world,
             forwarded_tokens_per_generated_token=totals_by["forwarded"] / tokens / max(c.ppo_epochs, 1),
         )
+        self.engine_sync.resume()
+        if self.engine_sync.active:
+            metrics.update(
+                weight_syncs=float(self.engine_sync.syncs - syncs_before),
+                weight_sync_seconds=self.engine_sync.seconds - sync_seconds_before,
+            )
         return metrics
 
     def _loss(self, batch: dict[str, Any], denominator: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -382,8 +438,13 @@ class PPOTrainer:
         mask = batch["loss_mask"]
         with self.autocast:
             out = self.module(batch, need_entropy=True)
+        advantages = batch["advantages"]
+        if "tis_weights" in batch:
+            # TIS (issue 11): a weight w > 0 times the per-token PPO term max(-A r, -A clip(r))
+            # is that term with advantage w * A, so the existing loss function applies it.
+            advantages = advantages * batch["tis_weights"]
         pg, pg_stats = L.policy_loss(
-            out["logprobs"], batch["old_logprobs"], batch["advantages"], mask, c.clip_ratio, denominator
+            out["logprobs"], batch["old_logprobs"], advantages, mask, c.clip_ratio, denominator
         )
         entropy = L.masked_mean(out["entropy"], mask, denominator)
         loss = pg - c.entropy_coef * entropy
@@ -533,6 +594,7 @@ class PPOTrainer:
                 top_p=c.top_p,
                 do_sample=not greedy,
             ),
+            backend=self.sampler.backend,  # issue 11: the same engine as the rollouts
         )
         saved = rng_state()
         self.core.eval()
