@@ -8,7 +8,8 @@ objects (``outputs[0].token_ids / logprobs / finish_reason / stop_reason``), ``l
 ``worker.model_runner.model.load_weights(weights)`` loads tensors by checkpoint name. It decodes
 with a real Hugging Face model (fp32, no KV cache: tiny models only), so its log-probs are real;
 ``logprobs_mode`` follows vLLM's documented meaning (``raw_logprobs``: ``log_softmax(logits)``;
-``processed_logprobs``: after temperature and top-p). Like vLLM's scheduler, :meth:`step`
+``processed_logprobs``: after temperature and top-p); ``forced(prompt, generated)`` may dictate
+tokens (None: sample). Like vLLM's scheduler, :meth:`step`
 advances every running request by one token, so requests finish at different steps and new ones
 join a running batch. ``sleep(level=2)`` really zeroes the weights, so a missing reload shows.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -134,7 +136,11 @@ class FakeLLM:
     sampling_params_class = staticmethod(SamplingParams.make)
 
     def __init__(
-        self, model_path: str, *, logprobs_mode: str = "raw_logprobs", forced: list[int] | None = None
+        self,
+        model_path: str,
+        *,
+        logprobs_mode: str = "raw_logprobs",
+        forced: Callable[[list[int], list[int]], int | None] | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -152,6 +158,7 @@ class FakeLLM:
         self.forced = forced
         self.calls: list[tuple[Any, ...]] = []
         self.produced: dict[str, tuple[list[int], list[float]]] = {}
+        self.params: dict[str, SamplingParams] = {}
         self.llm_engine = self
         self._worker = _Worker(_Model(self.module))
         self._running: list[_Running] = []
@@ -165,6 +172,7 @@ class FakeLLM:
             raise RuntimeError("request added while the engine sleeps")
         generator = self.torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
         self.calls.append(("add_request", request_id, len(self._running)))
+        self.params[request_id] = params
         self._running.append(_Running(request_id, list(prompt["prompt_token_ids"]), params, generator))
 
     def has_unfinished_requests(self) -> bool:
@@ -189,8 +197,9 @@ class FakeLLM:
                 scaled = scaled.clone()
                 scaled[drop] = -float("inf")
             processed = torch.log_softmax(scaled, -1)
-            if self.forced is not None:
-                token = self.forced[len(request.ids) % len(self.forced)]
+            forced = self.forced(request.prompt, request.ids) if self.forced is not None else None
+            if forced is not None:
+                token = forced
             else:
                 token = int(torch.multinomial(processed.exp(), 1, generator=request.generator))
         chosen = raw if self.logprobs_mode == "raw_logprobs" else processed
@@ -298,6 +307,7 @@ class FakeCompletionsServer:
         self.model_dir = model_dir
         self.requests: list[tuple[str, Any]] = []
         self.fail_next: list[int] = []
+        self.send_token_ids = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -371,7 +381,7 @@ class FakeCompletionsServer:
                     ],
                 },
             }
-            if body.get("return_token_ids"):
+            if body.get("return_token_ids") and self.send_token_ids:
                 choice["token_ids"] = list(out.token_ids)
             return {"id": request_id, "object": "text_completion", "choices": [choice]}
         if path == "/update_weights_from_disk":
