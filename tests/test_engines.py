@@ -251,3 +251,82 @@ def test_openai_weight_sync_reloads_a_bf16_checkpoint(path, policy, tmp_path, mo
     engine = dict(llm.module.named_parameters())
     for name, param in trained.named_parameters():
         assert torch.equal(engine[name], param.detach().to(torch.bfloat16).float())
+
+
+def _trainer(path, tmp_path, llm, **overrides):
+    from agents.ppo.config import preset
+    from agents.ppo.trainer import PPOTrainer
+
+    settings = dict(
+        model=path,
+        rollout="vllm",
+        device="cpu",
+        env_kwargs=(
+            ("world", "small"),
+            ("num_objectives", 1),
+            ("max_turns", 2),
+            ("invalid_action", "penalize"),
+        ),
+        num_envs=2,
+        episodes_per_step=4,
+        mini_batch_episodes=2,
+        micro_batch_episodes=2,
+        max_new_tokens=6,
+        kl_mode="none",
+        old_logprobs="recompute",
+        out_dir=str(tmp_path),
+        progress=False,
+        save_every=10**6,
+    )
+    return PPOTrainer(preset("tiny-cpu", **{**settings, **overrides}), engine=llm)
+
+
+def test_trainer_syncs_the_engine_once_per_optimizer_step_and_reports_the_mismatch(path, tmp_path):
+    llm = FakeLLM(path)
+    trainer = _trainer(path, tmp_path, llm, total_steps=2)
+    history = trainer.train()
+    chunks = trainer.core.policy.config.num_hidden_layers + 2
+    # 4 episodes in mini-batches of 2: two optimizer steps per update, each followed by one sync.
+    assert [h["weight_syncs"] for h in history] == [2.0, 2.0] and trainer.engine_sync.syncs == 4
+    assert sum(c[0] == "collective_rpc" for c in llm.calls) == 4 * chunks
+    kinds = [
+        c[0] if c[0] != "wake_up" else f"wake_up:{','.join(c[1])}" for c in llm.calls if c[0] != "add_request"
+    ]
+    step = [
+        "sleep",
+        "wake_up:weights",
+        *["collective_rpc"] * (2 * chunks),
+        "wake_up:kv_cache",
+        "reset_prefix_cache",
+    ]
+    assert kinds == step * 2
+    # Step 0: the engine holds the trainer's own fp32 weights, so the packed training forward on the
+    # engine's token ids reproduces the engine's log-probs; step 1: bf16-synced weights, small gap.
+    first, second = history
+    assert first["engine_logprob_mismatch_mean"] < 1e-4 and first["engine_logprob_mismatch_max"] < 1e-3
+    assert first["engine_logprob_mismatch_mean"] < second["engine_logprob_mismatch_mean"] < 0.1
+    assert second["engine_logprob_mismatch_max"] >= second["engine_logprob_mismatch_mean"]
+    assert 0 < second["tis_weight_mean"] <= 2.0 and 0 <= second["tis_capped_frac"] <= 1
+    engine = dict(llm.module.named_parameters())
+    for name, param in trainer.core.policy.named_parameters():
+        assert torch.equal(engine[name], param.detach().to(torch.bfloat16).float())
+    trainer.close()
+
+
+def test_trainer_recomputes_old_logprobs_when_the_engines_are_another_quantity(path, tmp_path):
+    llm = FakeLLM(path, logprobs_mode="raw_logprobs")
+    trainer = _trainer(
+        path,
+        tmp_path,
+        llm,
+        total_steps=1,
+        temperature=0.7,
+        engine_logprobs="raw_logprobs",
+        old_logprobs="rollout",
+    )
+    assert not trainer.sampler.backend.logprobs_exact
+    (metrics,) = trainer.train()
+    assert "tis_weight_mean" not in metrics  # TIS needs the behaviour policy's own log-probs
+    assert metrics["engine_logprob_mismatch_mean"] > 1e-2  # raw vs log_softmax(logits / 0.7)
+    assert metrics["approx_kl"] < 1e-3  # ratio against the trainer's recomputation, not the engine's
+    trainer.close()
