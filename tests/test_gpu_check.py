@@ -1,10 +1,11 @@
-"""scripts/gpu_check.sh: its CPU fallback (tiny model) runs every step and prints every figure."""
+"""scripts/gpu_check.sh: its CPU fallback (tiny model, fake engine) runs every step and prints every figure."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -17,12 +18,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_gpu_check_cpu_fallback_prints_every_figure():
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
     done = subprocess.run(
         ["bash", os.path.join(ROOT, "scripts", "gpu_check.sh"), "--cpu"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
         env=env,
         check=False,
     )
@@ -35,3 +36,13 @@ def test_gpu_check_cpu_fallback_prints_every_figure():
     assert errors is not None
     assert float(errors.group(2)) < 1e-4  # exact packing in fp32
     assert float(errors.group(1)) < 0.1
+    # The engine path ran through the fake engine: rollout rates, weight syncs, the mismatch.
+    rollout = re.search(
+        r"fake engine (\d+) tokens/s \((\d+) tokens\), HF generate (\d+) tokens/s \((\d+) tokens\)", out
+    )
+    assert rollout is not None and int(rollout.group(2)) > 0 and int(rollout.group(4)) > 0
+    sync = re.search(r"weight sync: (\S+) s per sync \((\d+) syncs", out)
+    assert sync is not None and int(sync.group(2)) >= 1 and float(sync.group(1)) > 0
+    mismatch = re.search(r"mismatch \(bf16, generated tokens\): mean (\S+), max (\S+) nats", out)
+    assert mismatch is not None and 0 <= float(mismatch.group(1)) <= float(mismatch.group(2)) < 0.5
+    assert len(re.findall(r"^bar: .*not judged \(CPU fallback, fake engine\)", out, re.M)) == 3
