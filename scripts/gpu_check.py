@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--rollout-episodes",
         type=int,
         default=None,
-        help="episodes of the vLLM-vs-HF rollout (64 GPU, 4 CPU)",
+        help="episodes of the vLLM-vs-HF rollout (64 GPU, 2 CPU)",
     )
     parser.add_argument("--engine-eager", action="store_true", help="vLLM without CUDA graphs (faster start)")
     parser.add_argument("--cpu", action="store_true", help="force the CPU fallback")
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         shape = dict(prompt=64, turns=3, context=48, generated=16)
         episodes, micro = 4, 2
         ppo_steps, timed = args.ppo_steps or 1, args.timed_updates or 2
-        rollout_episodes, new_tokens = args.rollout_episodes or 4, 8
+        rollout_episodes, new_tokens = args.rollout_episodes or 2, 8
         label = "tiny default model (CPU fallback)"
         engine = FakeLLM(model_path)  # vLLM's API shapes, decoding with the tiny model itself
     print(f"device: {device_name}; model: {label}; torch {torch.__version__}")

@@ -6,7 +6,7 @@ objects (``outputs[0].token_ids / logprobs / finish_reason / stop_reason``), ``l
 (``add_request`` / ``step`` / ``has_unfinished_requests``), ``sleep(level)`` / ``wake_up(tags)`` /
 ``reset_prefix_cache()``, and ``collective_rpc(fn, args)`` calling ``fn(worker, *args)`` where
 ``worker.model_runner.model.load_weights(weights)`` loads tensors by checkpoint name. It decodes
-with a real Hugging Face model (fp32, no KV cache: tiny models only), so its log-probs are real;
+with a real Hugging Face model (fp32, one request at a time: tiny models only), so its log-probs are real;
 ``logprobs_mode`` follows vLLM's documented meaning (``raw_logprobs``: ``log_softmax(logits)``;
 ``processed_logprobs``: after temperature and top-p); ``forced(prompt, generated)`` may dictate
 tokens (None: sample). Like vLLM's scheduler, :meth:`step`
@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -101,6 +102,7 @@ class _Running:
     generator: Any
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    past: Any = None
 
 
 class _Model:
@@ -165,6 +167,8 @@ class FakeLLM:
         self._counter = 0
         self._lock = threading.RLock()
         self.sleeping: set[str] = set()
+        forward = inspect.signature(type(self.module).forward).parameters
+        self._cache_name = "cache" if "cache" in forward else "past_key_values"
 
     # -- vLLM's LLMEngine shapes -----------------------------------------------------------------
     def add_request(self, request_id: str, prompt: dict[str, Any], params: SamplingParams) -> None:
@@ -180,9 +184,16 @@ class FakeLLM:
 
     def _next_token(self, request: _Running) -> tuple[int, float]:
         torch = self.torch
-        ids = torch.tensor([request.prompt + request.ids])
-        with torch.no_grad():
-            logits = self.module(ids).logits[0, -1].float()
+        with torch.no_grad():  # a per-request KV cache, as an engine keeps one
+            if request.past is None:
+                out = self.module(torch.tensor([request.prompt + request.ids]), use_cache=True)
+            else:
+                out = self.module(
+                    torch.tensor([request.ids[-1:]]), **{self._cache_name: request.past}, use_cache=True
+                )
+        # transformers 5.2x renamed past_key_values to cache (argument and output)
+        request.past = getattr(out, self._cache_name)
+        logits = out.logits[0, -1].float()
         raw = torch.log_softmax(logits, -1)
         p = request.params
         if p.temperature == 0:
