@@ -311,6 +311,14 @@ def test_trainer_syncs_the_engine_once_per_optimizer_step_and_reports_the_mismat
     for name, param in trainer.core.policy.named_parameters():
         assert torch.equal(engine[name], param.detach().to(torch.bfloat16).float())
     trainer.close()
+    # A resumed run's fresh engine starts from the initial weights: loading the checkpoint syncs it.
+    fresh = FakeLLM(path)
+    resumed = _trainer(path, tmp_path, fresh, total_steps=2)
+    assert resumed.load_checkpoint()
+    engine = dict(fresh.module.named_parameters())
+    for name, param in trainer.core.policy.named_parameters():
+        assert torch.equal(engine[name], param.detach().to(torch.bfloat16).float())
+    resumed.close()
 
 
 def test_trainer_recomputes_old_logprobs_when_the_engines_are_another_quantity(path, tmp_path):

@@ -115,6 +115,10 @@ class EngineSync:
             self.backend.sleep()
 
     def after_optimizer_step(self) -> None:
+        self.push()
+
+    def push(self) -> None:
+        """Load the model's current weights into the engine (after a step, or a checkpoint load)."""
         if not self.active:
             return
         start = time.perf_counter()

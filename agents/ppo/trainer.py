@@ -554,6 +554,7 @@ class PPOTrainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = int(payload["step"])
         set_rng_state(payload["rng"][self.rank if len(payload["rng"]) > self.rank else 0])
+        self.engine_sync.push()  # issue 11: the engine started from the initial weights
         return True
 
     def save_policy(self, folder: str | None = None) -> str:
