@@ -283,13 +283,13 @@ class PPOTrainer:
         self.core.train()
         masks = buffer.loss_masks
         rollout = buffer.arrays["rollout_logprobs"]
-        gap = np.concatenate([np.abs(r - cur)[m] for r, cur, m in zip(rollout, current, masks, strict=True)])
-        # -- issue 11: engine/trainer mismatch, log-prob semantics, TIS --------------------------
+        gap_sum, gap_max, gap_count = mismatch_stats(rollout, current, masks)
+        # -- issue 11: log-prob semantics and TIS ------------------------------------------------
         # Engine log-probs that are not log_softmax(logits / T) (agents/engines/mismatch.py) are
         # never the PPO denominator: the trainer's recomputed ones are.
         exact = getattr(self.sampler.backend, "logprobs_exact", True)
         use_rollout = c.old_logprobs == "rollout" and exact
-        engine_metrics = self._engine_mismatch(rollout, current, masks)
+        engine_metrics: dict[str, float] = {}
         if c.rollout != "hf" and c.tis_cap is not None and exact and not use_rollout:
             weights = tis_weights(current, rollout, masks, c.tis_cap)
             buffer.arrays["tis_weights"] = weights
@@ -304,27 +304,24 @@ class PPOTrainer:
         k1 = np.concatenate(
             [(o - r)[m] for o, r, m in zip(buffer.arrays["old_logprobs"], reference, masks, strict=True)]
         )
-        stats = self.all_reduce(np.array([gap.sum(), gap.max(initial=0.0), k1.sum(), gap.size], np.float64))
+        stats = self.all_reduce(np.array([gap_sum, k1.sum(), gap_count], np.float64))
+        gap_mean = stats[0] / max(stats[2], 1)
         return {
-            "logprob_gap": stats[0] / max(stats[3], 1),
-            "kl": stats[2] / max(stats[3], 1),
+            "logprob_gap": gap_mean,
+            "kl": stats[1] / max(stats[2], 1),
+            # issue 11: the rollout-vs-trainer gap as the engine health metric, max over all ranks
+            "engine_logprob_mismatch_mean": gap_mean,
+            "engine_logprob_mismatch_max": self._all_max(gap_max),
             **engine_metrics,
         }
 
-    def _engine_mismatch(
-        self, engine: list[np.ndarray], trainer: list[np.ndarray], masks: list[np.ndarray]
-    ) -> dict[str, float]:
-        """Mean and max |rollout log-prob - trainer log-prob| over generated tokens, all ranks."""
-        total, worst, count = mismatch_stats(engine, trainer, masks)
-        total, count = self.all_reduce(np.array([total, count], np.float64))
-        if self.world > 1:
-            tensor = torch.tensor([worst], dtype=torch.float64, device=self.device)
-            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-            worst = float(tensor.item())
-        return {
-            "engine_logprob_mismatch_mean": total / max(count, 1),
-            "engine_logprob_mismatch_max": float(worst),
-        }
+    def _all_max(self, value: float) -> float:
+        """The maximum of ``value`` over ranks (identity on one process)."""
+        if self.world == 1:
+            return float(value)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return float(tensor.item())
 
     # -- 3 + 4. advantages and update ---------------------------------------------------------
     def update(
