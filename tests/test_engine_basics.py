@@ -91,3 +91,20 @@ def test_refused_server_is_one_line_naming_the_url():
         OpenAIBackend("127.0.0.1:8000", tokenizer=None)
     with pytest.raises(ValueError, match="needs engine_sync_dir"):
         OpenAIBackend(url, tokenizer=None, weight_sync="sglang")
+
+
+def test_engine_sync_is_idle_without_weights_to_move():
+    from agents.engines import EngineSync
+
+    class HFLike:  # generate only, like HFGenerateBackend on the training model itself
+        def generate(self, *args):
+            raise AssertionError("not called")
+
+    frozen = OpenAIBackend("http://127.0.0.1:9", tokenizer=None, weight_sync="none")
+    for backend in (HFLike(), frozen):
+        sync = EngineSync(backend, model=None)
+        sync.release()
+        sync.after_optimizer_step()
+        sync.resume()
+        assert not sync.active and sync.syncs == 0
+    frozen.close()

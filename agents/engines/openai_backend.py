@@ -114,6 +114,7 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retries = retries
         self.weight_sync = weight_sync
+        self.syncs_weights = weight_sync != "none"  # EngineSync stays idle otherwise
         self.sync_dir = sync_dir
         self.model_config = model_config
         self.writer = writer
@@ -194,7 +195,8 @@ class OpenAIBackend:
                 f"{source} returned no token ids or log-probs (needs vLLM's return_token_ids / "
                 "return_tokens_as_token_ids and logprobs)"
             )
-        finish = finish_of(choice.get("finish_reason"), choice.get("stop_reason"))
+        # vLLM names the matched stop string stop_reason, SGLang matched_stop.
+        finish = finish_of(choice.get("finish_reason"), choice.get("stop_reason", choice.get("matched_stop")))
         return make_generation(self.tokenizer, ids, token_logprobs, finish, source)
 
     def generate(

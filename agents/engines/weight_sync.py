@@ -18,6 +18,7 @@ fp32 copy never exists. :class:`EngineSync` is what the trainer calls around its
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -88,7 +89,8 @@ def save_bf16_checkpoint(
         with open(os.path.join(folder, "model.safetensors.index.json"), "w", encoding="utf-8") as handle:
             json.dump({"metadata": {}, "weight_map": weight_map}, handle, indent=1)
         if config is not None:
-            config.torch_dtype = "bfloat16"
+            config = copy.deepcopy(config)  # the trainer's own config keeps its dtype
+            config.dtype = "bfloat16"
             config.save_pretrained(folder)
     return shards
 
@@ -106,7 +108,7 @@ class EngineSync:
     def __init__(self, backend: Any, model: Any):
         self.backend = backend
         self.model = model
-        self.active = hasattr(backend, "load_weights")
+        self.active = hasattr(backend, "load_weights") and getattr(backend, "syncs_weights", True)
         self.syncs = 0
         self.seconds = 0.0
 
