@@ -9,6 +9,12 @@ Check FlashRAG QA files before training on them (bad rows, split sizes, MEM1 epi
 
     python -m mem1_envs check-data --data nq=nq/train.jsonl,hotpotqa=hotpotqa/train.jsonl
 
+The memory-scaling study and every benchmark in one run (``scripts/memory_scaling.py`` and
+``scripts/bench.py`` of a source checkout; their own arguments)::
+
+    python -m mem1_envs scaling --quick
+    python -m mem1_envs bench --quick
+
 A dense index (extra ``dense``) takes a local sentence-embedding model folder::
 
     python -m mem1_envs build-index --kind dense --model models/e5-base-v2 --e5 \\
@@ -21,19 +27,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
-    return value
+# argparse types: the shared checks (mem1_envs.validation), so "--k1 -1" fails as k1=-1 would.
+_positive = cli_type(check_int, int, minimum=1)
+_port = cli_type(check_int, int, minimum=0, maximum=65535)
+_k1 = cli_type(check_float, float, minimum=0)
+_b = cli_type(check_float, float, minimum=0, maximum=1)
+_seconds = cli_type(check_float, float, above=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     build.add_argument("--limit", type=_positive, default=None, help="index only the first N passages")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
-    build.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default 1.5)")
-    build.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
+    build.add_argument("--k1", type=_k1, default=1.5, help="BM25 k1, >= 0 (default 1.5)")
+    build.add_argument("--b", type=_b, default=0.75, help="BM25 b, in [0, 1] (default 0.75)")
     dense = build.add_argument_group("dense (extra 'dense')")
     dense.add_argument("--model", help="local sentence-embedding model folder (Hugging Face layout)")
     dense.add_argument("--e5", action="store_true", help="prefix 'query: ' / 'passage: ' (E5 models)")
@@ -75,12 +76,67 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-query-chars", type=_positive, default=None, help="characters per query")
     serve.add_argument("--max-body-bytes", type=_positive, default=None, help="request body size")
     serve.add_argument("--default-topk", type=_positive, default=None, help="topk when a request omits it")
-    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    serve.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds to receive a request body, else 408 (default 5)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        help="uvicorn log level (default warning)",
+    )
+
+    # Runs a script of the checkout's scripts/ with the remaining arguments (its own --help).
+    commands.add_parser(
+        "bench", add_help=False, help="every benchmark in one run (scripts/bench.py; --help for its options)"
+    )
+    commands.add_parser(
+        "scaling",
+        add_help=False,
+        help="memory-scaling study (scripts/memory_scaling.py; --help for its options)",
+    )
     return parser
 
 
+_SCRIPTS = {"scaling": "memory_scaling", "bench": "bench"}
+
+
+def _run_script(command: str, argv: list[str]) -> int:
+    """``main(argv)`` of ``scripts/<name>.py`` of a source checkout: the one this package was
+    imported from, else the one in the current directory (an installed package and its checkout)."""
+    import importlib.util
+    from pathlib import Path
+
+    name = f"{_SCRIPTS[command]}.py"
+    places = [Path(__file__).resolve().parents[1] / "scripts", Path.cwd() / "scripts"]
+    path = next((place / name for place in places if (place / name).is_file()), None)
+    if path is None:
+        raise OSError(
+            f"{command} runs scripts/{name} of a source checkout; not found in {' or '.join(map(str, places))} "
+            "(run it from the checkout's root)"
+        )
+    spec = importlib.util.spec_from_file_location(_SCRIPTS[command], path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    code = module.main(argv)
+    return code if isinstance(code, int) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in _SCRIPTS:
+        try:
+            return _run_script(args.command, rest)
+        except OSError as error:  # no checkout here, or an output folder that cannot be written
+            print(f"{args.command}: error: {error}", file=sys.stderr)
+            return 1
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"build-index": _build, "check-data": _check_data, "serve-retriever": _serve}[args.command]
     try:
         return command(args)
@@ -129,6 +185,7 @@ def _build(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise SystemExit("build-index --kind dense needs --model MODEL_DIR")
+        check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
         from mem1_envs.qa.dense import build_dense_index
 
         info = build_dense_index(
@@ -161,8 +218,11 @@ def _serve(args: argparse.Namespace) -> int:
         "max_query_chars": args.max_query_chars,
         "max_body_bytes": args.max_body_bytes,
         "default_topk": args.default_topk,
+        "body_timeout": args.body_timeout,
     }
     limits = ServiceLimits(**{name: value for name, value in overrides.items() if value is not None})
+    if args.model is not None:
+        check_folder("--model", args.model)
     engine = open_index(args.index, corpus=args.corpus, model=args.model)
     serve(engine, host=args.host, port=args.port, limits=limits, log_level=args.log_level)
     return 0

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mem1_envs.validation import show
+
 TokenCounter = Callable[[str], int]
 
 POLICIES = ("mem1", "window", "full")
@@ -48,6 +50,10 @@ def make_token_counter(counter: Any) -> TokenCounter:
     """Turn ``None`` (default counter), a callable, or a tokenizer with ``encode`` into a counter."""
     if counter is None:
         return count_tokens
+    if isinstance(counter, str | bytes):  # str.encode is no tokenizer: load the tokenizer first
+        raise TypeError(
+            f"token_counter must be None, a callable or a tokenizer object, got {show(counter, True)}"
+        )
     encode = getattr(counter, "encode", None)
     if callable(encode):
 
@@ -60,7 +66,9 @@ def make_token_counter(counter: Any) -> TokenCounter:
         return count_with_tokenizer
     if callable(counter):
         return counter
-    raise TypeError(f"token_counter must be None, a callable or a tokenizer with encode(), got {counter!r}")
+    raise TypeError(
+        f"token_counter must be None, a callable or a tokenizer with encode(), got {show(counter, True)}"
+    )
 
 
 def truncate_to_tokens(text: str, max_tokens: int, counter: TokenCounter = count_tokens) -> str:

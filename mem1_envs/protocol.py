@@ -9,7 +9,7 @@ and the environment answers a search with an observation block::
 
     <information>[HINT]You have 3 turns left.[/HINT]
 
-    Doc 1(Title: Varnel Oskaruth) Varnel Oskaruth (born 1931) is ...
+    Doc 1(Title: "Varnel Oskaruth") Varnel Oskaruth (born 1931) is ...
     </information>
 
 Two tag sets are built in: ``"mem1"`` (the released MEM1 code's tags, the default, so the
@@ -233,17 +233,27 @@ def turn_hint(turns_left: int) -> str:
     if turns_left <= 0:
         return ""
     if turns_left == 1:
-        return "[HINT]You have 1 turn left. You must give your answer in the next turn.[/HINT]"
+        return "[HINT]You have 1 turn left. You must answer the question in the next turn.[/HINT]"
     return f"[HINT]You have {turns_left} turns left.[/HINT]"
 
 
 def render_documents(documents: list[tuple[str, str]]) -> str:
-    """Search-R1's document list: ``Doc k(Title: title) text`` one per line.
+    """The search results as MEM1's and Search-R1's ``_passages2string`` write them.
 
-    >>> render_documents([("Oslo", "Oslo is a city.")])
-    'Doc 1(Title: Oslo) Oslo is a city.'
+    Their rule, from a result's Search-R1 ``contents``: the title is the first line as the corpus
+    holds it, quotes included, the text is the rest; each document gives
+    ``Doc k(Title: <title>) <text>`` and a newline, and MEM1 strips the whole string before
+    putting it into ``<information>``. Our passages hold ``(title, text)`` split by
+    :func:`~mem1_envs.qa.world.split_contents`, whose inverse ``'"title"\\ntext'`` is the
+    ``contents`` a Search-R1 corpus row (and our ``/retrieve`` server) has, so the title is
+    written back in its quotes.
+
+    >>> render_documents([("Oslo", "Oslo is a city."), ("Bergen", "Rainy.\\n")])
+    'Doc 1(Title: "Oslo") Oslo is a city.\\nDoc 2(Title: "Bergen") Rainy.'
     """
-    return "\n".join(f"Doc {k}(Title: {title}) {text}" for k, (title, text) in enumerate(documents, 1))
+    return "".join(
+        f'Doc {k}(Title: "{title}") {text}\n' for k, (title, text) in enumerate(documents, 1)
+    ).strip()
 
 
 #: Characters every text observation may hold (printable ASCII). Anything else that reaches an

@@ -5,12 +5,18 @@
     python scripts/evaluate.py --agent hf --model runs/ppo/policy --greedy          # a trained checkpoint
     python scripts/evaluate.py --agent hf --model /models/Qwen2.5-7B-RL-RAG-Q2-EM-Release --device cuda
     python scripts/evaluate.py --env MEM1-WebShop-v0 --agent scripted --episodes 16
+    python scripts/evaluate.py --agent openai --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
 
 Metrics per (memory, objectives): EM and F1 summed over objectives (mean over episodes), the env
 reward, peak context tokens (the env's counter; ``peak_model_tokens`` in the model's tokenizer
 for HF agents, prompt + context + response), dependency, and wall time per trajectory. Writes
 JSON (``--out``) and prints a markdown table (also written next to the JSON as ``.md``).
 Episodes use held-out questions (``--split test``) and seeds from ``--seed-start``.
+
+``--agent openai`` plays through any OpenAI-compatible server (``--api chat`` or
+``completions``; key from ``$OPENAI_API_KEY``), sending the env's context as is; a request that
+still fails after ``--retries`` ends its episode truncated, recorded with its one-line error
+(printed to stderr, counted in the ``errors`` metric).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gymnasium as gym
 
 import mem1_envs  # noqa: F401 - registers the env ids
+from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
 QA = "MEM1-MultiQA-v0"
 SHOP = "MEM1-WebShop-v0"
+_positive = cli_type(check_int, int, minimum=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,26 +47,52 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", default=QA, choices=[QA, SHOP])
-    parser.add_argument("--agent", default="scripted", choices=["scripted", "hf"])
+    parser.add_argument("--agent", default="scripted", choices=["scripted", "hf", "openai"])
     parser.add_argument(
-        "--model", default="tiny", help="HF model folder/hub name, or 'tiny' (offline default)"
+        "--model",
+        default="tiny",
+        help="local HF model folder, or 'tiny' (the offline default); openai: the served model name",
+    )
+    parser.add_argument("--base-url", default=None, help="openai agent: API root, e.g. http://host:8000/v1")
+    parser.add_argument(
+        "--api", default="chat", choices=["chat", "completions"], help="openai agent endpoint"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=cli_type(check_float, float, above=0),
+        default=60.0,
+        help="openai agent: seconds per request",
+    )
+    parser.add_argument(
+        "--retries",
+        type=cli_type(check_int, int, minimum=0),
+        default=2,
+        help="openai agent: retries of a failed request",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=cli_type(check_float, float, above=0),
+        default=None,
+        help="openai agent: max requests per second",
     )
     parser.add_argument("--memory", nargs="+", default=["mem1"], choices=["mem1", "window", "full"])
-    parser.add_argument("--objectives", nargs="+", type=int, default=[1], help="MultiQA objectives (N)")
-    parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--seed-start", type=int, default=10**9)
+    parser.add_argument("--objectives", nargs="+", type=_positive, default=[1], help="MultiQA objectives (N)")
+    parser.add_argument("--episodes", type=_positive, default=16)
+    parser.add_argument("--seed-start", type=cli_type(check_int, int, minimum=0), default=10**9)
     parser.add_argument("--split", default="test", choices=["train", "test", "all"])
     parser.add_argument("--world", default="small", choices=["small", "default"])
-    parser.add_argument("--max-turns", type=int, default=None)
+    parser.add_argument("--max-turns", type=_positive, default=None)
     parser.add_argument("--protocol", default=None, help="tag set (default: the env's)")
-    parser.add_argument("--num-envs", type=int, default=16, help="HF agent: episodes generated together")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument(
+        "--num-envs", type=_positive, default=16, help="HF agent: episodes generated together"
+    )
+    parser.add_argument("--max-new-tokens", type=_positive, default=256)
+    parser.add_argument("--temperature", type=cli_type(check_float, float, above=0), default=1.0)
+    parser.add_argument("--top-p", type=cli_type(check_float, float, above=0, maximum=1), default=1.0)
     parser.add_argument("--greedy", action="store_true", help="HF agent: greedy decoding")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--n-products", type=int, default=2000, help="WebShop catalog size")
+    parser.add_argument("--n-products", type=_positive, default=2000, help="WebShop catalog size")
     parser.add_argument("--out", default=None, help="JSON path (a .md table is written beside it)")
     return parser
 
@@ -130,6 +164,46 @@ def _run_scripted(
     return rows
 
 
+def _run_openai(
+    args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int], protocol: str
+) -> list[dict[str, float]]:
+    from agents.openai_agent import OpenAIAgent, OpenAIAgentError
+    from agents.play import play_episode
+
+    agent = OpenAIAgent(
+        args.base_url,
+        args.model,
+        api=args.api,
+        protocol=protocol,
+        max_tokens=args.max_new_tokens,
+        temperature=0.0 if args.greedy else args.temperature,
+        top_p=args.top_p,
+        timeout=args.request_timeout,
+        retries=args.retries,
+        rate_limit=args.rate_limit,
+    )
+    env = gym.make(args.env, **kwargs)
+    rows = []
+    for seed in seeds:
+        stats = play_episode(env, agent, seed, errors=(OpenAIAgentError,))
+        if stats.error is not None:
+            print(f"episode seed={seed} truncated: {stats.error}", file=sys.stderr)
+        rows.append(
+            {
+                "reward": stats.reward,
+                "em": stats.em,
+                "f1": stats.f1,
+                "peak_context_tokens": stats.peak_context_tokens,
+                "dependency": stats.dependency,
+                "seconds": stats.seconds,
+                "turns": stats.turns,
+                "errors": float(stats.error is not None),
+            }
+        )
+    env.close()
+    return rows
+
+
 def _run_hf(
     policy: Any, args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int]
 ) -> list[dict[str, float]]:
@@ -178,23 +252,32 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    args = build_parser().parse_args(argv)
-    if args.episodes < 1:
-        raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.agent == "hf" and args.model != "tiny":
+        try:
+            check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
+        except ValueError as error:
+            parser.error(str(error))
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     objectives = args.objectives if args.env == QA else [1]
     policy = None
+    protocol = args.protocol or ("mem1" if args.env == QA else "webshop")
     if args.agent == "hf":
-        protocol = args.protocol or ("mem1" if args.env == QA else "webshop")
         policy = _load_policy(args, protocol)
+    if args.agent == "openai" and (args.base_url is None or args.model == "tiny"):
+        raise SystemExit("--agent openai needs --base-url URL and --model NAME (the served model)")
     results = []
     for memory in args.memory:
         for n in objectives:
             kwargs = _env_kwargs(args, memory, n)
-            rows = (
-                _run_scripted(args, kwargs, seeds) if policy is None else _run_hf(policy, args, kwargs, seeds)
-            )
-            agent = "scripted" if policy is None else f"hf:{os.path.basename(os.path.normpath(args.model))}"
+            if args.agent == "openai":
+                rows, agent = _run_openai(args, kwargs, seeds, protocol), f"openai:{args.model}"
+            elif policy is None:
+                rows, agent = _run_scripted(args, kwargs, seeds), "scripted"
+            else:
+                rows = _run_hf(policy, args, kwargs, seeds)
+                agent = f"hf:{os.path.basename(os.path.normpath(args.model))}"
             results.append(
                 {
                     "agent": agent,

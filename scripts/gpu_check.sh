@@ -10,9 +10,11 @@
 # training tokens/s per GPU, forward-only tokens/s, peak GPU memory, the exact-vs-replay log-prob
 # error, and one verdict line per bar. Without CUDA (or with --cpu) it runs the CPU fallback with
 # the tiny model and a fake engine with vLLM's API shapes, installing nothing.
+# Interpreter: $PYTHON, else the python3 on PATH (an activated venv's). Never a guessed
+# .venv/bin/python: that may be a venv without torch (the README's core install makes one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
+PYTHON="${PYTHON:-python3}"
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/numba_cache}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 BUDGET=470  # seconds for everything, installation included

@@ -16,4 +16,4 @@ fi
 
 python3 -m venv .venv-tox
 .venv-tox/bin/pip install -q -c constraints.txt tox
-exec .venv-tox/bin/tox run-parallel -p 2 -e "${1:-lint,core,nojit,full,browser,train}"
+exec .venv-tox/bin/tox run-parallel -p 2 -e "${1:-lint,core,nojit,full,browser,train,integrations}"

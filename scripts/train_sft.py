@@ -20,35 +20,46 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mem1_envs.validation import check_float, check_folder, check_int, cli_type
+
+_positive = cli_type(check_int, int, minimum=1)
+_seed = cli_type(check_int, int, minimum=0)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", default="tiny", help="HF model folder/hub name, or 'tiny' (offline default)"
+        "--model", default="tiny", help="local HF model folder, or 'tiny' (the offline default)"
     )
-    parser.add_argument("--out-dir", default="runs/sft")
-    parser.add_argument("--episodes", type=int, default=512, help="scripted training episodes")
-    parser.add_argument("--seed-start", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--batch-episodes", type=int, default=8)
+    parser.add_argument("--out-dir", default="runs/sft", help="where the policy and tokenizer are saved")
+    parser.add_argument("--episodes", type=_positive, default=512, help="scripted training episodes")
+    parser.add_argument("--seed-start", type=_seed, default=0)
+    parser.add_argument("--epochs", type=_positive, default=1)
+    parser.add_argument("--lr", type=cli_type(check_float, float, above=0), default=1e-2)
+    parser.add_argument("--batch-episodes", type=_positive, default=8)
     parser.add_argument("--world", default="small", choices=["small", "default"])
-    parser.add_argument("--objectives", type=int, default=1)
-    parser.add_argument("--max-turns", type=int, default=None)
+    parser.add_argument("--objectives", type=_positive, default=1)
+    parser.add_argument("--max-turns", type=_positive, default=None)
     parser.add_argument("--memory", default="mem1", choices=["mem1", "window", "full"])
     parser.add_argument("--protocol", default="mem1")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-packed-tokens", type=int, default=None, help="D7 budget per packed episode")
+    parser.add_argument(
+        "--max-packed-tokens", type=_positive, default=None, help="D7 budget per packed episode"
+    )
     parser.add_argument("--progress", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    args = build_parser().parse_args(argv)
-    if args.episodes < 1 or args.epochs < 1:
-        raise SystemExit(f"--episodes and --epochs must be >= 1, got {args.episodes} and {args.epochs}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model != "tiny":
+        try:
+            check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
+        except ValueError as error:
+            parser.error(str(error))
     import torch
 
     from agents.llm_policy import LLMPolicy
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         seed=args.seed_start,
         max_tokens=args.max_packed_tokens,
         progress=args.progress,
+        device=args.device,
     )
     os.makedirs(args.out_dir, exist_ok=True)
     policy.model.save_pretrained(args.out_dir)

@@ -1,31 +1,66 @@
-"""scripts/gpu_check.sh: its CPU fallback (tiny model, fake engine) runs every step and prints every figure."""
+"""scripts/gpu_check.sh: its CPU fallback (tiny model, fake engine) runs every step and prints
+every figure, with the interpreter it is given, never a ``.venv/bin/python`` it happens to find."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-pytestmark = pytest.mark.train
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.sh")
 
 
+def _checkout_with_a_torchless_venv(tmp_path: Path) -> Path:
+    """A copy of the script beside a stub ``gpu_check.py`` and a ``.venv/bin/python`` that fails,
+    as after the README's first command (a core install, no torch)."""
+    scripts = tmp_path / "repo" / "scripts"
+    scripts.mkdir(parents=True)
+    shutil.copy(SCRIPT, scripts / "gpu_check.sh")
+    (scripts / "gpu_check.py").write_text(
+        "import sys\nprint('STUB_RAN_WITH', sys.executable, sys.argv[1:])\n"
+    )
+    venv_python = tmp_path / "repo" / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 3\n")
+    venv_python.chmod(venv_python.stat().st_mode | stat.S_IXUSR)
+    return scripts / "gpu_check.sh"
+
+
+def test_gpu_check_uses_the_given_interpreter_not_a_dot_venv(tmp_path):
+    script = _checkout_with_a_torchless_venv(tmp_path)
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--cpu"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"STUB_RAN_WITH {sys.executable} ['--cpu']" in done.stdout
+
+
+def test_gpu_check_without_python_set_uses_python3_on_path_not_a_dot_venv(tmp_path):
+    script = _checkout_with_a_torchless_venv(tmp_path)
+    bin_dir = tmp_path / "bin"  # an activated environment: its python3 first on PATH
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(["bash", str(script), "--cpu"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "STUB_RAN_WITH" in done.stdout
+
+
+@pytest.mark.train
 def test_gpu_check_cpu_fallback_prints_every_figure():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    # The interpreter running the tests has torch; pass it, whatever .venv the checkout holds.
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
     done = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts", "gpu_check.sh"), "--cpu"],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-        check=False,
+        ["bash", SCRIPT, "--cpu"], capture_output=True, text=True, timeout=400, env=env, check=False
     )
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]

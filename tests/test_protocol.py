@@ -100,9 +100,9 @@ def test_unknown_protocol_names_the_value():
 
 def test_hints_and_documents():
     assert turn_hint(3) == "[HINT]You have 3 turns left.[/HINT]"
-    assert "next turn" in turn_hint(1)
+    assert turn_hint(1) == "[HINT]You have 1 turn left. You must answer the question in the next turn.[/HINT]"
     assert turn_hint(0) == ""
-    assert render_documents([("A", "x"), ("B", "y")]) == "Doc 1(Title: A) x\nDoc 2(Title: B) y"
+    assert render_documents([("A", "x"), ("B", "y")]) == 'Doc 1(Title: "A") x\nDoc 2(Title: "B") y'
 
 
 def test_to_charset_keeps_ascii_and_replaces_the_rest():

@@ -232,7 +232,7 @@ def test_env_over_flashrag_files_and_a_corpus(tmp_path, monkeypatch):
     observation, reward, terminated, truncated, info = env.step(
         "<think>x</think><search>largest city in Switzerland</search>"
     )
-    assert "Zürich" in observation and "Doc 1(Title: Zürich)" in observation
+    assert "Zürich" in observation and 'Doc 1(Title: "Zürich")' in observation
     assert env.observation_space.contains(observation)
     observation, reward, terminated, truncated, info = env.step(
         "<think>x</think><search>capital of Japan</search>"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
+import socket
 import subprocess
 import sys
 import threading
@@ -92,8 +94,14 @@ def test_answers_exactly_search_r1s_api(url, engine):
         ({"queries": [1, 2]}, 422, "must be a list of strings"),
         ({"queries": ["a"], "topk": 0}, 422, "'topk' must be an integer in 1..100, got 0"),
         ({"queries": ["a"], "topk": 10_000}, 422, "got 10000"),
-        ({"queries": ["a"], "topk": True}, 422, "got True"),
-        ({"queries": ["a"], "topk": "3"}, 422, "got '3'"),
+        ({"queries": ["a"], "topk": True}, 422, "'topk' must be an integer in 1..100, got True"),
+        ({"queries": ["a"], "topk": 2.5}, 422, "'topk' must be an integer in 1..100, got 2.5"),
+        ({"queries": ["a"], "topk": "2.5"}, 422, "got '2.5'"),
+        ({"queries": ["a"], "topk": "three"}, 422, "got 'three'"),
+        ({"queries": ["a"], "topk": [3]}, 422, "got [3]"),
+        ({"queries": ["a"], "topk": "0"}, 422, "got '0'"),
+        (b"[" * 100_000, 400, "malformed JSON: nested too deeply"),
+        (b'{"queries": ' + b"[" * 100_000, 400, "malformed JSON: nested too deeply"),
         ({"queries": ["a"], "return_scores": "yes"}, 422, "'return_scores' must be true or false"),
         ({"queries": ["x" * 100_000]}, 422, "query 0 has 100000 characters"),
         ({"queries": ["a"] * 10_000}, 422, "10000 queries exceed the limit of 4096"),
@@ -103,6 +111,12 @@ def test_bad_requests_get_4xx_with_a_reason_and_the_server_stays_up(url, body, s
     got_status, got = post(url, body)
     assert got_status == status and reason in got["error"]
     assert post(url, {"queries": ["Oslo"], "topk": 1})[0] == 200
+
+
+@pytest.mark.parametrize(("topk", "count"), [("3", 3), (2.0, 2), ("2.0", 2), (" 1 ", 1), (None, 3)])
+def test_topk_is_read_as_search_r1s_pydantic_server_reads_it(url, topk, count):
+    status, body = post(url, {"queries": ["city"], "topk": topk})
+    assert status == 200 and len(body["result"][0]) == count
 
 
 def test_other_methods_and_paths_are_refused(url):
@@ -121,11 +135,64 @@ def test_limits_are_configurable(engine):
         status, body = post(small, {"queries": ["Norway"]})
         assert status == 200 and len(body["result"][0]) == 1  # default_topk
     for bad, message in [
-        ({"max_queries": 0}, "max_queries must be an integer >= 1, got 0"),
+        ({"max_queries": 0}, "max_queries must be >= 1, got 0"),
         ({"default_topk": 9, "max_topk": 5}, "default_topk must be <= max_topk=5, got 9"),
     ]:
         with pytest.raises(ValueError, match=message):
             ServiceLimits(**bad)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _start_upload(port: int, declared: int, sent: bytes) -> socket.socket:
+    """A raw POST /retrieve that declares ``declared`` body bytes and sends only ``sent``."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = f"POST /retrieve HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def test_a_body_that_never_arrives_gets_408_and_frees_the_connection(engine):
+    timeout, count = 1.0, 100
+    with ServerThread(engine, ServiceLimits(body_timeout=timeout)) as url:
+        assert post(url, {"queries": ["Oslo"], "topk": 1})[0] == 200  # JIT compiled before timing
+        opened, stalled = [], []
+        for _ in range(count):
+            stalled.append(_start_upload(_port(url), 1000, b'{"queries": ["Os'))
+            opened.append(time.monotonic())
+        # Normal requests are answered while the 100 stalled uploads wait.
+        for query in ("Oslo", "Bergen", "Tokyo"):
+            status, body = post(url, {"queries": [query], "topk": 1})
+            assert status == 200 and body["result"][0][0]["contents"].startswith(f'"{query}"')
+        normal_done = time.monotonic()
+        # Watch all 100 at once: each must get a 408 and then EOF (the server closed it).
+        received, closed_at = {i: b"" for i in range(count)}, {}
+        with selectors.DefaultSelector() as selector:
+            for i, sock in enumerate(stalled):
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ, i)
+            deadline = opened[-1] + timeout + 10  # a bounded loop, generous on a loaded machine
+            while len(closed_at) < count and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=0.5):
+                    chunk = key.fileobj.recv(65536)
+                    if chunk:
+                        received[key.data] += chunk
+                    else:
+                        closed_at[key.data] = time.monotonic()
+                        selector.unregister(key.fileobj)
+        for sock in stalled:
+            sock.close()
+    assert len(closed_at) == count, f"{count - len(closed_at)} connections still open"
+    assert all(data.startswith(b"HTTP/1.1 408 ") for data in received.values())
+    assert all(
+        b"request body not received within 1 s (16 of 1000 bytes came)" in d for d in received.values()
+    )
+    held = [closed_at[i] - opened[i] for i in range(count)]
+    assert min(held) >= 0.9 * timeout  # closed by the timeout, not at once ...
+    assert max(held) <= timeout + 5  # ... and soon after it (slack for a shared machine)
+    assert normal_done < min(closed_at.values())  # the normal requests did not wait for the stalled ones
 
 
 class _Recording:
@@ -235,7 +302,9 @@ def test_env_over_the_service_matches_the_local_env():
         remote.close()
 
 
-def _start_cli_server(index_dir: str) -> tuple[subprocess.Popen, str]:
+def _start_cli_server(
+    index_dir: str, *extra: str, stderr: object = subprocess.PIPE
+) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -248,16 +317,43 @@ def _start_cli_server(index_dir: str) -> tuple[subprocess.Popen, str]:
             CORPUS,
             "--port",
             "0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     line = process.stdout.readline()  # printed once listening (after the JIT warm-up)
     if not line.startswith("serving at "):
         process.kill()
-        raise AssertionError(f"server did not start: {line!r} {process.stderr.read()}")
+        raise AssertionError(f"server did not start: {line!r} {process.stderr and process.stderr.read()}")
     return process, line.split()[-1]
+
+
+def test_cli_server_logs_hostile_clients_in_one_line_each(index_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with open(log, "w") as stderr:
+        process, url = _start_cli_server(index_dir, "--body-timeout", "0.5", stderr=stderr)
+    try:
+        port = _port(url)
+        assert post(url, b"[" * 100_000) == (400, {"error": "malformed JSON: nested too deeply"})
+        _start_upload(port, 1000, b'{"queries": ["a').close()  # disconnects mid-upload
+        short = _start_upload(port, 1000, b'{"queries": ["a')
+        reply = b""
+        while chunk := short.recv(65536):  # the server closes the connection after its 408
+            reply += chunk
+        short.close()
+        assert reply.startswith(b"HTTP/1.1 408 ") and b"within 0.5 s" in reply
+        assert post(url, {"queries": ["Oslo"], "topk": "1"})[0] == 200
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        process.stdout.close()
+    lines = log.read_text().splitlines()
+    assert not any("Traceback" in line or "Error" in line for line in lines), lines
+    assert sum("disconnected before sending the whole request body" in line for line in lines) == 1, lines
+    assert sum("15 of 1000 body bytes in 0.5s: answered 408" in line for line in lines) == 1, lines
+    assert len(lines) == 2, lines
 
 
 def test_cli_server_and_a_server_that_dies_mid_episode(index_dir, tmp_path):
@@ -270,7 +366,7 @@ def test_cli_server_and_a_server_that_dies_mid_episode(index_dir, tmp_path):
         for env in (raising, truncating):
             env.reset(seed=0)
             observation, *_ = env.step("<think>a</think><search>capital of Norway</search>")
-            assert "Doc 1(Title: Oslo)" in observation
+            assert 'Doc 1(Title: "Oslo")' in observation
     finally:
         process.kill()
         process.wait(timeout=30)

@@ -265,7 +265,7 @@ def test_unicode_is_replaced_in_observations():
         ({"instruction": "never"}, "instruction must be one of"),
         ({"invalid_action": "ignore"}, "invalid_action must be one of"),
         ({"protocol": "nope"}, "protocol must be one of"),
-        ({"memory": "infinite"}, "memory policy must be one of"),
+        ({"memory": "infinite"}, "memory must be one of"),
         ({"invalid_penalty": -1}, "invalid_penalty must be >= 0, got -1"),
     ],
 )
@@ -323,5 +323,5 @@ def test_ansi_render_is_the_last_observation():
     observation, *_ = env.step(act("search[tea]"))
     assert env.render() == observation
     assert WebShopTextEnv(**SMALL).render() is None
-    with pytest.raises(ValueError, match="render_mode must be None or 'ansi', got 'human'"):
+    with pytest.raises(ValueError, match=r"render_mode must be one of \(None, 'ansi'\), got 'human'"):
         WebShopTextEnv(render_mode="human", **SMALL)

@@ -73,6 +73,12 @@ def iter_corpus(path: str, limit: int | None = None) -> Iterator[Passage]:
     JSON object with those fields, or that is not UTF-8, raises :class:`CorpusError` naming the
     file and the 1-based line number.
     """
+    for _, passage in _numbered_passages(path, limit):
+        yield passage
+
+
+def _numbered_passages(path: str, limit: int | None = None) -> Iterator[tuple[int, Passage]]:
+    """:func:`iter_corpus` with each passage's 1-based line number."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"corpus file not found: {path!r}")
     # Binary lines, decoded one at a time: an encoding error is reported at its own line.
@@ -83,12 +89,50 @@ def iter_corpus(path: str, limit: int | None = None) -> Iterator[Passage]:
             for line_number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
-                yield _passage_from_line(line, path, line_number)
+                yield line_number, _passage_from_line(line, path, line_number)
                 count += 1
                 if limit is not None and count >= limit:
                     return
         except (OSError, EOFError) as error:  # truncated or corrupt gzip stream
             raise CorpusError(f"{path}:{line_number + 1}: cannot read ({error})") from None
+
+
+def unique_ids(passages: Iterable[Passage], path: str) -> Iterator[Passage]:
+    """Pass ``passages`` (read from the corpus file ``path``) through; after the last one, raise
+    :class:`CorpusError` if two share an id, naming the id and both lines.
+
+    A search result is named by its id, so an index over duplicated ids would answer ambiguously.
+    Memory: 8 bytes per passage (a hash of each id; 170 MB for wiki-18's 21M passages), checked
+    with one sort at the end; only when hashes collide is the file read again, for the lines.
+
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "corpus.jsonl")
+    >>> with open(path, "w") as handle:
+    ...     for doc_id in ("1", "2", "1"):
+    ...         _ = handle.write(json.dumps({"id": doc_id, "contents": "text"}) + chr(10))
+    >>> list(unique_ids(iter_corpus(path), path))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mem1_envs.qa.corpus.CorpusError: ...corpus.jsonl:3: duplicate passage id '1' (first at line 1); ids must be unique
+    """
+    hashes = array("q")
+    for passage in passages:
+        hashes.append(hash(passage.doc_id))
+        yield passage
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    suspects = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    if not suspects:
+        return
+    first_line: dict[str, int] = {}
+    for line_number, passage in _numbered_passages(path, len(hashes)):
+        if hash(passage.doc_id) not in suspects:
+            continue
+        if passage.doc_id in first_line:
+            raise CorpusError(
+                f"{path}:{line_number}: duplicate passage id {passage.doc_id!r} "
+                f"(first at line {first_line[passage.doc_id]}); ids must be unique"
+            )
+        first_line[passage.doc_id] = line_number
 
 
 def open_binary(path: str) -> IO[bytes]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus
+from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
 from mem1_envs.qa.index import (
     IndexInfo,
     IndexMismatchError,
@@ -34,6 +34,7 @@ from mem1_envs.qa.index import (
     write_info,
 )
 from mem1_envs.qa.search import Hit, SearchEngine
+from mem1_envs.validation import check_bool, check_choice, check_int, check_str
 
 DENSE_FORMAT = 1
 INDEX_TYPES = ("flat", "ivf")
@@ -195,8 +196,17 @@ def build_dense_index(
     ``nlist // 8``): sub-linear search for millions of passages, trained on the vectors
     themselves. Vectors are streamed to a scratch file, never all held as Python objects.
     """
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+    check_str("corpus", corpus)
+    check_str("out", out)
+    check_str("model_dir", model_dir)
+    check_bool("e5_prefixes", e5_prefixes)
+    check_choice("index_type", index_type, INDEX_TYPES)
+    for name, value in {"nlist": nlist, "nprobe": nprobe, "limit": limit}.items():
+        check_int(name, value, minimum=1, optional=True)
+    for name, value in {"batch_size": batch_size, "max_length": max_length, "chunk": chunk}.items():
+        check_int(name, value, minimum=1)
+    check_bool("show_progress", show_progress)
+    check_bool("overwrite", overwrite)
     faiss = _import_faiss()
     start = time.perf_counter()
     encoder = DenseEncoder(model_dir, e5_prefixes, max_length, batch_size)
@@ -204,7 +214,8 @@ def build_dense_index(
     with building_folder(out, overwrite) as scratch:
         vector_path = os.path.join(scratch, "vectors.f32")
         with open(vector_path, "wb") as vector_file:
-            passages = _encoded(iter_corpus(corpus, limit), encoder, vector_file, chunk, show_progress)
+            passages = unique_ids(iter_corpus(corpus, limit), corpus)
+            passages = _encoded(passages, encoder, vector_file, chunk, show_progress)
             store = PassageStore.write(os.path.join(scratch, "passages"), passages)
         if not len(store):
             raise ValueError(f"corpus {corpus!r} has no passages")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -9,13 +10,14 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from mem1_envs import protocol as proto
-from mem1_envs.memory import ContextPolicy, Turn, make_token_counter, truncate_to_tokens
+from mem1_envs.memory import POLICIES, ContextPolicy, Turn, make_token_counter, truncate_to_tokens
 from mem1_envs.qa.data import compose_consecutive, split_by_text
 from mem1_envs.qa.remote import RetrievalServiceError
 from mem1_envs.qa.search import SearchEngine
-from mem1_envs.qa.sources import QASource, load_source
+from mem1_envs.qa.sources import QASource, load_source, world_config
 from mem1_envs.qa.world import Question
 from mem1_envs.rewards import score_answers
+from mem1_envs.validation import check_choice, check_float, check_instance, check_int, check_str
 
 INSTRUCTIONS = (
     "You will answer several questions by searching a knowledge source. Every turn, first write "
@@ -86,41 +88,31 @@ class MultiQAConfig:
     (the episode ends truncated, reward 0, the error in ``info["search_error"]``)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "num_objectives": self.num_objectives >= 1,
-            "top_k": self.top_k >= 1,
-            "window": self.window >= 1,
-            "max_context_tokens": self.max_context_tokens >= 1,
-            "max_observation_tokens": self.max_observation_tokens >= 1,
-            "invalid_penalty": self.invalid_penalty >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(
-                    f"{name} must be >= {0 if name == 'invalid_penalty' else 1}, got {getattr(self, name)}"
-                )
-        if self.max_turns is not None and self.max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
-        choices = {
-            "reward_mode": ("sum", "mean"),
-            "invalid_action": ("terminate", "penalize"),
-            "split": ("train", "test", "all"),
-            "compose": ("random", "consecutive"),
-            "on_bad_row": ("error", "skip"),
-            "on_search_error": ("raise", "truncate"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        proto.get_tag_set(self.protocol)
-        ContextPolicy(self.memory, window=self.window)
+        # Every field is checked here, at gym.make time, with a message naming it
+        # (tests/test_env_arguments.py fails for a field that is not).
+        check_int("num_objectives", self.num_objectives, minimum=1)
+        check_int("max_turns", self.max_turns, minimum=1, optional=True)
+        check_int("top_k", self.top_k, minimum=1)
+        proto.get_tag_set(self.protocol)  # raises naming protocol
+        check_choice("memory", self.memory, POLICIES)
+        check_int("window", self.window, minimum=1)
+        check_int("max_context_tokens", self.max_context_tokens, minimum=1)
+        check_int("max_observation_tokens", self.max_observation_tokens, minimum=1)
+        make_token_counter(self.token_counter)  # raises naming token_counter
+        check_choice("reward_mode", self.reward_mode, ("sum", "mean"))
+        check_choice("invalid_action", self.invalid_action, ("terminate", "penalize"))
+        check_float("invalid_penalty", self.invalid_penalty, minimum=0)
+        world_config(self.world)  # raises naming world
+        check_int("world_seed", self.world_seed, minimum=0)
+        check_choice("split", self.split, ("train", "test", "all"))
+        check_choice("compose", self.compose, ("random", "consecutive"))
+        check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
+        check_choice("on_search_error", self.on_search_error, ("raise", "truncate"))
         self._check_data_arguments()
 
     def _check_data_arguments(self) -> None:
         for name in ("corpus", "index", "search"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+            check_str(name, getattr(self, name), optional=True)
         if self.search is not None and not self.search.startswith(("http://", "https://")):
             raise ValueError(f"search must be an http(s) URL of a /retrieve endpoint, got {self.search!r}")
         if self.search is not None and (self.index is not None or self.corpus is not None):
@@ -131,6 +123,8 @@ class MultiQAConfig:
         if self.data is not None:
             from mem1_envs.qa.data import parse_data_spec
 
+            what = "a 'name=path,...' string, a {name: path} mapping or a list of paths"
+            check_instance("data", self.data, (str, Mapping, list, tuple), what=what)
             parse_data_spec(self.data)  # raises naming the bad entry
             if self.corpus is None and self.index is None and self.search is None:
                 raise ValueError(
@@ -222,8 +216,8 @@ class MultiQAEnv(gym.Env[str, str]):
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unknown MEM1-MultiQA-v0 arguments {unknown}; known: {sorted(known)}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        check_choice("render_mode", render_mode, (None, "ansi"))
+        check_instance("source", source, QASource, optional=True)
         self.config = MultiQAConfig(**kwargs)
         self.render_mode = render_mode
         self.tags = proto.get_tag_set(self.config.protocol)
@@ -318,7 +312,8 @@ class MultiQAEnv(gym.Env[str, str]):
         if pinned is None:
             picks = self.np_random.choice(len(self.questions), size=self.config.num_objectives, replace=False)
             return [self.questions[int(i)] for i in picks]
-        unknown = [qid for qid in pinned if qid not in self._question_index]
+        check_instance("options['question_ids']", pinned, (list, tuple), what="a list of question ids")
+        unknown = [qid for qid in pinned if not isinstance(qid, str) or qid not in self._question_index]
         if unknown or len(pinned) != self.config.num_objectives:
             raise ValueError(
                 f"options['question_ids'] must name {self.config.num_objectives} known questions, "
@@ -378,7 +373,9 @@ class MultiQAEnv(gym.Env[str, str]):
         documents = proto.render_documents([(hit.title, hit.text) for hit in hits]) or "No documents found."
         documents = proto.to_charset(documents, self._allowed)
         documents = truncate_to_tokens(documents, self.config.max_observation_tokens, self.count_tokens)
-        return proto.wrap(self.tags.observation, self._hint() + documents)
+        # MEM1's block, "\n\n" included on the last turn where the hint is empty.
+        hint = proto.turn_hint(self.config.turn_limit - self._turn)
+        return proto.wrap(self.tags.observation, f"{hint}\n\n{documents}")
 
     def _observe(self, response_tokens: int, extra: dict[str, Any]) -> tuple[str, dict]:
         # The response just scored was generated while attending to the previous context.

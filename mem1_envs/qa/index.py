@@ -38,8 +38,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus
+from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
 from mem1_envs.qa.search import BM25Engine, SearchEngine, tokenize
+from mem1_envs.validation import check_bool, check_float, check_int, check_str
 
 INDEX_FORMAT = 1  # bump when the on-disk layout or the tokenizer changes
 TOKENIZER = "mem1-envs-regex-stopwords-v1"
@@ -243,15 +244,20 @@ def build_index(
     interrupted build never leaves a half index that loads. ``limit`` indexes only the first
     passages (for trials). Returns the recorded :class:`IndexInfo`.
     """
-    if chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    check_str("corpus", corpus)
+    check_str("out", out)
+    check_float("k1", k1, minimum=0)  # Lucene's range; k1 = 0 scores term presence only
+    check_float("b", b, minimum=0, maximum=1)
+    check_bool("show_progress", show_progress)
+    check_bool("overwrite", overwrite)
+    check_int("chunk_tokens", chunk_tokens, minimum=1)
+    check_int("limit", limit, minimum=1, optional=True)
     start = time.perf_counter()
     fingerprint = corpus_fingerprint(corpus)
     with building_folder(out, overwrite) as scratch:
         counter = _TermCounter(os.path.join(scratch, "chunks"), chunk_tokens)
-        PassageStore.write(
-            os.path.join(scratch, "passages"), _counted(iter_corpus(corpus, limit), counter, show_progress)
-        )
+        passages = unique_ids(iter_corpus(corpus, limit), corpus)
+        PassageStore.write(os.path.join(scratch, "passages"), _counted(passages, counter, show_progress))
         counter.flush()
         if not counter.doc_lengths:
             raise ValueError(f"corpus {corpus!r} has no passages")

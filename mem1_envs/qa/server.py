@@ -6,9 +6,14 @@
 Search-R1's ``retrieval_server.py``, so MEM1's and Search-R1's training code can use our indexes
 unchanged. ``topk`` defaults to 3 when omitted.
 
-Bad requests never reach the engine: a body over the size limit gets 413, malformed JSON 400,
-anything else out of bounds (missing ``queries``, ``topk`` of 0 or above the limit, too many or
-too long queries) 422; every error body is ``{"error": "reason"}``. Queries arriving together
+Bad requests never reach the engine: a body over the size limit gets 413, malformed or too deeply
+nested JSON 400, a body not received in full within ``body_timeout`` seconds (a client that
+declared more bytes than it sends) 408, anything else out of bounds (missing ``queries``,
+``topk`` of 0 or above the limit, too many or too long queries) 422; every error body is
+``{"error": "reason"}``, and a 408 or 413 closes the connection. ``topk`` is read as Search-R1's
+pydantic server reads an ``int``: ``3``, ``"3"``, ``2.0`` and ``"2.0"`` are accepted, ``2.5`` and
+``true`` are not. A client that disconnects mid-upload costs one log line, never a traceback.
+Queries arriving together
 from several clients (e.g. the workers of an ``AsyncVectorEnv``) are coalesced into one engine
 call. Run it with ``python -m mem1_envs serve-retriever --index DIR --port 8000`` (127.0.0.1 by
 default: loopback only).
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import socket
 import threading
 from dataclasses import dataclass, fields
@@ -25,6 +32,7 @@ from typing import Any
 
 from mem1_envs.qa.corpus import join_contents
 from mem1_envs.qa.search import Hit, SearchEngine
+from mem1_envs.validation import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,15 @@ class ServiceLimits:
     """``topk`` of a request that omits it (Search-R1's default)."""
     max_batch_queries: int = 4096
     """Queries coalesced into one engine call across concurrent requests."""
+    body_timeout: float = 5.0
+    """Seconds to receive a whole request body; a client still sending after that gets 408."""
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            value = getattr(self, spec.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{spec.name} must be an integer >= 1, got {value!r}")
+            if spec.name == "body_timeout":
+                check_float(spec.name, self.body_timeout, above=0)
+            else:
+                check_int(spec.name, getattr(self, spec.name), minimum=1)
         if self.default_topk > self.max_topk:
             raise ValueError(f"default_topk must be <= max_topk={self.max_topk}, got {self.default_topk}")
 
@@ -59,10 +70,36 @@ class BadRequest(Exception):
         self.status, self.reason = status, reason
 
 
+# What pydantic (Search-R1's server) parses as an int from a string: digits, optionally signed,
+# with ``_`` between digits or a zero fraction ("3", " +3 ", "1_0", "3.0"); "3.5" or "1e2" are not.
+_INTEGRAL_STRING = re.compile(r"\s*([+-]?\d+(?:_\d+)*)(?:\.0*)?\s*")
+
+
+def parse_topk(value: object) -> int | None:
+    """The integer a ``topk`` value stands for, as Search-R1's pydantic ``int`` field reads it
+    (``None`` when it is not integral); bools are refused although pydantic takes them.
+
+    >>> [parse_topk(v) for v in (3, "3", 2.0, "2.0", 2.5, True, "x")]
+    [3, 3, 2, 2, None, None, None]
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        match = _INTEGRAL_STRING.fullmatch(value)
+        return int(match.group(1)) if match and len(value) <= 100 else None
+    return None
+
+
 def parse_request(body: bytes, limits: ServiceLimits) -> tuple[list[str], int, bool]:
     """Validate a ``/retrieve`` body: ``(queries, topk, return_scores)`` or :class:`BadRequest`.
 
     >>> parse_request(b'{"queries": ["a"], "topk": 2}', ServiceLimits())
+    (['a'], 2, False)
+    >>> parse_request(b'{"queries": ["a"], "topk": "2"}', ServiceLimits())
     (['a'], 2, False)
     >>> parse_request(b'{"queries": ["a"], "topk": 0}', ServiceLimits())
     Traceback (most recent call last):
@@ -77,6 +114,8 @@ def parse_request(body: bytes, limits: ServiceLimits) -> tuple[list[str], int, b
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(400, f"malformed JSON: {error}") from None
+    except RecursionError:  # e.g. 100k "[": the decoder's recursion guard, not a server fault
+        raise BadRequest(400, "malformed JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadRequest(422, f"the body must be a JSON object, got {type(payload).__name__}")
     queries = payload.get("queries")
@@ -91,11 +130,10 @@ def parse_request(body: bytes, limits: ServiceLimits) -> tuple[list[str], int, b
             raise BadRequest(
                 422, f"query {i} has {len(query)} characters, more than the limit of {limits.max_query_chars}"
             )
-    topk = payload.get("topk", limits.default_topk)
-    if topk is None:
-        topk = limits.default_topk
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= limits.max_topk:
-        raise BadRequest(422, f"'topk' must be an integer in 1..{limits.max_topk}, got {topk!r}")
+    raw_topk = payload.get("topk")
+    topk = limits.default_topk if raw_topk is None else parse_topk(raw_topk)
+    if topk is None or not 1 <= topk <= limits.max_topk:
+        raise BadRequest(422, f"'topk' must be an integer in 1..{limits.max_topk}, got {raw_topk!r:.100}")
     return_scores = payload.get("return_scores", False)
     if not isinstance(return_scores, bool):
         raise BadRequest(422, f"'return_scores' must be true or false, got {return_scores!r}")
@@ -156,11 +194,52 @@ class _Coalescer:
                 start += len(item_queries)
 
 
+# uvicorn's own error logger: its handler and level (``log_level``) are what the operator set up.
+_log = logging.getLogger("uvicorn.error")
+
+
+def _client(request: Any) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
+
+
+async def _read_body(request: Any, limits: ServiceLimits) -> bytes:
+    """The request body, or :class:`BadRequest` 413 (too large) / 408 (not sent in time)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise BadRequest(
+            413, f"request body of {declared} bytes exceeds the limit of {limits.max_body_bytes}"
+        )
+    body = bytearray()
+    try:
+        # One deadline for the whole body: a client trickling a byte at a time is cut off too.
+        async with asyncio.timeout(limits.body_timeout):
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limits.max_body_bytes:
+                    raise BadRequest(413, f"request body exceeds the limit of {limits.max_body_bytes} bytes")
+    except TimeoutError:
+        expected = f" of {declared}" if declared is not None else ""
+        _log.warning(
+            "%s sent %d%s body bytes in %gs: answered 408",
+            _client(request),
+            len(body),
+            expected,
+            limits.body_timeout,
+        )
+        raise BadRequest(
+            408,
+            f"request body not received within {limits.body_timeout:g} s ({len(body)}{expected} bytes came)",
+        ) from None
+    return bytes(body)
+
+
 def create_app(engine: SearchEngine, limits: ServiceLimits | None = None) -> Any:
     """The Starlette app serving ``engine`` at ``POST /retrieve``."""
     try:
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse
+        from starlette.requests import ClientDisconnect
+        from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
         raise ImportError(
@@ -171,19 +250,16 @@ def create_app(engine: SearchEngine, limits: ServiceLimits | None = None) -> Any
 
     async def retrieve(request: Any) -> Any:
         try:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-                raise BadRequest(
-                    413, f"request body of {declared} bytes exceeds the limit of {limits.max_body_bytes}"
-                )
-            body = bytearray()
-            async for chunk in request.stream():
-                body.extend(chunk)
-                if len(body) > limits.max_body_bytes:
-                    raise BadRequest(413, f"request body exceeds the limit of {limits.max_body_bytes} bytes")
-            queries, topk, return_scores = parse_request(bytes(body), limits)
+            body = await _read_body(request, limits)
+            queries, topk, return_scores = parse_request(body, limits)
+        except ClientDisconnect:
+            # Nobody is left to answer; one line instead of Starlette's traceback.
+            _log.warning("%s disconnected before sending the whole request body", _client(request))
+            return Response(status_code=400)
         except BadRequest as error:
-            return JSONResponse({"error": error.reason}, status_code=error.status)
+            # 408/413 leave unread body bytes on the connection: close it rather than parse them.
+            headers = {"Connection": "close"} if error.status in (408, 413) else None
+            return JSONResponse({"error": error.reason}, status_code=error.status, headers=headers)
         try:
             hits = await coalescer.search(queries, topk)
         except Exception as error:

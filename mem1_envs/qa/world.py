@@ -141,9 +141,20 @@ class World:
 
 
 def split_contents(contents: str) -> tuple[str, str]:
-    """Split Search-R1 ``contents`` (``'"Title"\\ntext'``) into title and text."""
+    """Split Search-R1 ``contents`` (``'"Title"\\ntext'``) into title and text.
+
+    Exactly one pair of enclosing quotes is removed, so quotes that belong to the title survive
+    and :func:`~mem1_envs.qa.corpus.join_contents` rebuilds the row's ``contents`` unchanged
+    (wiki-18 writes ``"Weird Al" Yankovic`` as ``'""Weird Al" Yankovic"'``).
+
+    >>> split_contents('""Weird Al" Yankovic"\\nAn American singer.')
+    ('"Weird Al" Yankovic', 'An American singer.')
+    """
     title, _, text = contents.partition("\n")
-    return title.strip().strip('"'), text
+    title = title.strip()
+    if len(title) >= 2 and title[0] == title[-1] == '"':
+        title = title[1:-1]
+    return title, text
 
 
 class _Names:

@@ -45,6 +45,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from mem1_envs.validation import check_bool, check_float, check_instance, check_int, check_str
+
 BROWSER_EXTRA_HINT = "the browser env needs selenium, starlette and uvicorn: pip install 'mem1-envs[browser]'"
 
 
@@ -74,12 +76,19 @@ class BrowserConfig:
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("page_load_timeout_s", "command_timeout_s"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if len(self.window_size) != 2 or min(self.window_size) < 1:
-            raise ValueError(f"window_size must be two positive integers, got {self.window_size}")
+        check_str("chromium_binary", self.chromium_binary)
+        check_str("chromedriver", self.chromedriver)
+        check_bool("headless", self.headless)
+        check_float("page_load_timeout_s", self.page_load_timeout_s, above=0)
+        check_float("command_timeout_s", self.command_timeout_s, above=0)
+        check_instance("window_size", self.window_size, (tuple, list))
+        if len(self.window_size) != 2:
+            raise ValueError(f"window_size must be (width, height), got {self.window_size!r}")
+        for index, size in enumerate(self.window_size):
+            check_int(f"window_size[{index}]", size, minimum=1)
+        check_instance("extra_args", self.extra_args, (tuple, list))
+        for index, flag in enumerate(self.extra_args):
+            check_str(f"extra_args[{index}]", flag)
 
 
 # Flags tested on this project's machines (see TESTED_SETUP): they work as root, in containers

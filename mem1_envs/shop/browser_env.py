@@ -39,6 +39,7 @@ from mem1_envs.shop.browser import BROWSER_EXTRA_HINT, BrowserConfig, ManagedBro
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import PageState, build_page, normalize_label, parse_action, transition
 from mem1_envs.shop.text_env import WebShopTextEnv
+from mem1_envs.validation import check_choice, check_instance
 
 INPUT_MODES = ("native", "script")
 
@@ -137,10 +138,9 @@ class WebShopBrowserEnv(WebShopTextEnv):
         input_mode: str = "script",
         **kwargs: Any,
     ):
-        if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
-        if browser_config is not None and not isinstance(browser_config, BrowserConfig):
-            raise ValueError(f"browser_config must be a BrowserConfig, got {type(browser_config).__name__}")
+        # Every argument is checked (the text env's in super().__init__) before Chromium starts.
+        check_choice("input_mode", input_mode, INPUT_MODES)
+        check_instance("browser_config", browser_config, BrowserConfig, optional=True)
         try:
             import selenium  # noqa: F401
         except ImportError as error:  # pragma: no cover - depends on the install

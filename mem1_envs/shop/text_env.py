@@ -23,12 +23,13 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from mem1_envs import protocol as proto
-from mem1_envs.memory import ContextPolicy, make_token_counter
+from mem1_envs.memory import POLICIES, ContextPolicy, make_token_counter
 from mem1_envs.shop.engine import ShopEngine, load_shop
 from mem1_envs.shop.episode import ShopEpisode
 from mem1_envs.shop.goals import Goal, sample_goal
 from mem1_envs.shop.pages import PageState
 from mem1_envs.shop.render_text import render_text
+from mem1_envs.validation import check_choice, check_float, check_instance, check_int
 
 
 @dataclass(frozen=True)
@@ -63,29 +64,34 @@ class WebShopConfig:
     """Penalty of an invalid action under ``"penalize"``."""
 
     def __post_init__(self) -> None:
-        for name in ("n_products", "n_items", "window", "max_context_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.screen_tokens < 50:
-            raise ValueError(f"screen_tokens must be >= 50, got {self.screen_tokens}")
-        if self.invalid_penalty < 0:
-            raise ValueError(f"invalid_penalty must be >= 0, got {self.invalid_penalty}")
-        if self.max_turns is not None and self.max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
-        for name, allowed in {
-            "instruction": ("always", "first"),
-            "invalid_action": ("penalize", "terminate"),
-        }.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        proto.get_tag_set(self.protocol)
-        if "answer" not in dict(proto.get_tag_set(self.protocol).actions).values():
+        # Every field is checked here, at gym.make time, with a message naming it
+        # (tests/test_env_arguments.py fails for a field that is not).
+        check_int("n_products", self.n_products, minimum=1)
+        check_int("catalog_seed", self.catalog_seed, minimum=0)
+        check_int("n_items", self.n_items, minimum=1)
+        check_int("max_turns", self.max_turns, minimum=1, optional=True)
+        check_choice("instruction", self.instruction, ("always", "first"))
+        if "answer" not in dict(proto.get_tag_set(self.protocol).actions).values():  # raises naming protocol
             raise ValueError(f"protocol {self.protocol!r} has no answer tag to carry shop actions")
-        ContextPolicy(self.memory, window=self.window)
+        check_choice("memory", self.memory, POLICIES)
+        check_int("window", self.window, minimum=1)
+        check_int("max_context_tokens", self.max_context_tokens, minimum=1)
+        check_int("screen_tokens", self.screen_tokens, minimum=50)
+        make_token_counter(self.token_counter)  # raises naming token_counter
+        check_choice("invalid_action", self.invalid_action, ("penalize", "terminate"))
+        check_float("invalid_penalty", self.invalid_penalty, minimum=0)
 
     @property
     def turn_limit(self) -> int:
         return self.max_turns if self.max_turns is not None else 15 * self.n_items
+
+
+def _check_goals(goals: Any) -> None:
+    check_instance("goals", goals, (list, tuple), optional=True)
+    if goals is not None and not goals:
+        raise ValueError("goals must be None or a non-empty list of Goal, got an empty list")
+    for index, goal in enumerate(goals or ()):
+        check_instance(f"goals[{index}]", goal, Goal)
 
 
 class WebShopTextEnv(gym.Env[str, str]):
@@ -163,14 +169,13 @@ class WebShopTextEnv(gym.Env[str, str]):
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unknown MEM1-WebShop-v0 arguments {unknown}; known: {sorted(known)}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        check_choice("render_mode", render_mode, (None, "ansi"))
+        check_instance("shop", shop, ShopEngine, optional=True)
+        _check_goals(goals)
         self.config = WebShopConfig(**kwargs)
         self.render_mode = render_mode
         self.tags = proto.get_tag_set(self.config.protocol)
         self._given_shop = shop
-        if goals is not None and not goals:
-            raise ValueError("goals must be None or a non-empty list of Goal, got an empty list")
         self.goals = list(goals) if goals is not None else None
         self._attach()
         self.observation_space = spaces.Text(proto.MAX_OBSERVATION_CHARS, charset=proto.ASCII_CHARSET)

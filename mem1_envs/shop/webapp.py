@@ -42,6 +42,7 @@ from mem1_envs.shop.browser import BROWSER_EXTRA_HINT
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import MAX_ARGUMENT_CHARS, PageState, transition
 from mem1_envs.shop.render_html import render_html
+from mem1_envs.validation import check_int, cli_type
 
 MAX_QUERY_STRING = 16 * MAX_ARGUMENT_CHARS + 4096  # a longer address is refused (414), not parsed
 
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     from mem1_envs.shop.engine import load_shop
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--n-products", type=int, default=10_000)
-    parser.add_argument("--catalog-seed", type=int, default=0)
+    parser.add_argument("--n-products", type=cli_type(check_int, int, minimum=1), default=10_000)
+    parser.add_argument("--catalog-seed", type=cli_type(check_int, int, minimum=0), default=0)
     args = parser.parse_args(argv)
     with LocalServer(build_app(load_shop(args.n_products, args.catalog_seed))) as server:
         print(f"serving on {server.url}/ (Ctrl-C stops)", flush=True)
