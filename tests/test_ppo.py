@@ -87,13 +87,16 @@ def test_one_grpo_update_end_to_end(tmp_path, advantage):
 
 def test_bf16_training_recomputes_old_logprobs_by_default(tmp_path):
     """fp32 sampler, bf16-autocast training: "auto" takes the old log-probs from the training
-    precision, so the first mini-batch's ratio is 1 and k1 KL is 0 at step 0."""
+    precision, so the first mini-batch's ratio is 1 and k1 KL is rounding-small at step 0."""
     trainer = PPOTrainer(small_config(tmp_path, dtype="bfloat16", kl_mode="k3_loss", kl_coef=0.1))
     assert trainer.config.old_logprobs_source == "recompute"
     episodes, groups, _ = trainer.rollout(0)
     metrics = trainer.update([e.record for e in episodes], groups, step=0)
     assert metrics["logprob_gap"] > 1e-4  # the sampler's fp32 values differ from bf16 training's
-    assert metrics["kl"] == 0.0 and metrics["approx_kl"] < 1e-7 and metrics["clipfrac"] == 0.0
+    assert metrics["approx_kl"] < 1e-7 and metrics["clipfrac"] == 0.0  # the first ratio is exactly 1
+    # k1 to the reference: the reference is stored in bf16 (agents/ppo/setup.py) while one process
+    # trains fp32 weights under bf16 autocast (an fp32 residual stream), so only rounding is left.
+    assert abs(metrics["kl"]) < 1e-4
     trainer.close()
 
 
