@@ -22,7 +22,10 @@ def test_field_docs_reads_every_ppo_config_docstring():
     assert all(text.strip() and "\n" not in text for text in docs.values())
 
 
-def test_train_ppo_help_shows_each_field_docstring_and_default():
+def test_train_ppo_help_shows_each_field_docstring_and_default(monkeypatch):
+    # argparse wraps at the terminal's width and may break inside a word ("log- softmax"):
+    # a wide terminal keeps each help text whole, whatever terminal runs the tests.
+    monkeypatch.setenv("COLUMNS", "1000")
     script = load_script("train_ppo")
     text = script.build_parser().format_help()
     assert "<class" not in text
