@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mem1_envs.base_env import task_prompt
 from mem1_envs.trajectory import RolloutRecord, TurnRecord
 
 __all__ = ["scripted_records", "sft_train"]
@@ -42,7 +43,7 @@ def scripted_records(
     for seed in seeds:
         observation, info = env.reset(seed=seed)
         agent.reset(seed=seed)
-        prompt = observation
+        prompt = task_prompt(info)
         turns, total, done = [], 0.0, False
         prompt_ids = np.zeros(0, np.int64)
         while not done:

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 import mem1_envs  # noqa: E402, F401
 from agents.llm_policy import GenerationConfig, LLMPolicy  # noqa: E402
-from agents.rollout import collect, split_prompt  # noqa: E402
+from agents.rollout import collect  # noqa: E402
 from agents.tiny_model import default_tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -58,8 +58,8 @@ def test_records_hold_exactly_what_the_model_saw_and_produced(policy):
             assert turn.reward == pytest.approx(-0.1)
     # Replaying the env with the recorded texts gives back the contexts the ids were made from.
     env = gym.make("MEM1-MultiQA-v0", **KWARGS)
-    first, _ = env.reset(seed=5)
-    prompt = split_prompt(first)
+    first, info = env.reset(seed=5)
+    prompt = info["prompt"]
     for k, text in enumerate(episodes[1].texts[:-1]):
         observation, *_ = env.step(text)
         assert np.array_equal(
