@@ -35,10 +35,10 @@ def scripted_records(
     import gymnasium as gym
 
     import mem1_envs  # noqa: F401 - registers the env ids
-    from agents.scripted import MultiQAScriptedAgent
+    from mem1_envs.registry import find_part
 
     env = gym.make(env_id, **env_kwargs)
-    agent = MultiQAScriptedAgent()
+    agent = find_part(env, "scripted_agent")(env.unwrapped)  # the env's reference agent
     records, rewards = [], []
     for seed in seeds:
         observation, info = env.reset(seed=seed)

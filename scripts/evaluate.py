@@ -137,16 +137,10 @@ def _run_scripted(
     args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int]
 ) -> list[dict[str, float]]:
     from agents.play import play_episode
+    from mem1_envs.registry import find_part
 
     env = gym.make(args.env, **kwargs)
-    if args.env == QA:
-        from agents.scripted import MultiQAScriptedAgent
-
-        agent: Any = MultiQAScriptedAgent()
-    else:
-        from agents.scripted_shop import WebShopScriptedAgent
-
-        agent = WebShopScriptedAgent()
+    agent = find_part(env, "scripted_agent")(env.unwrapped)  # the env's reference agent
     rows = []
     for seed in seeds:
         stats = play_episode(env, agent, seed)
