@@ -31,13 +31,14 @@ from typing import IO
 
 import numpy as np
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.world import split_contents
 
 FINGERPRINT_BLOCKS = 64  # sampled blocks of a corpus fingerprint (plus head, tail and size)
 FINGERPRINT_BLOCK_BYTES = 1 << 16
 
 
-class CorpusError(ValueError):
+class CorpusError(Mem1EnvsError, ValueError):
     """A corpus file that cannot be read as Search-R1 rows; the message names file and line."""
 
 

@@ -1,0 +1,16 @@
+"""The base class of every error the package raises on purpose.
+
+``except Mem1EnvsError`` catches them all; each also derives from the built-in its callers
+expect (``ValueError`` for bad data, ``RuntimeError`` for a failed service), so existing
+``except ValueError`` code keeps working.
+
+>>> from mem1_envs.qa.index_meta import IndexMismatchError
+>>> issubclass(IndexMismatchError, Mem1EnvsError) and issubclass(IndexMismatchError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+
+class Mem1EnvsError(Exception):
+    """Base of the package's own errors."""
