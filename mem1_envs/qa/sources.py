@@ -25,16 +25,12 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 
+from mem1_envs.cache import cache_dir
 from mem1_envs.protocol import ASCII_CHARSET
 from mem1_envs.qa.search import BM25Engine, SearchEngine
 from mem1_envs.qa.world import WORLD_SIZES, Question, World, WorldConfig, generate_world, split_contents
 
 WORLD_FORMAT = 1  # bump when the generator's output changes, so stale caches are not reused
-
-
-def cache_dir() -> str:
-    """The on-disk cache folder (``$MEM1_ENVS_CACHE`` or ``~/.cache/mem1_envs``)."""
-    return os.environ.get("MEM1_ENVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mem1_envs")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from mem1_envs.cache import cache_dir
 from mem1_envs.qa.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
@@ -50,11 +51,6 @@ def search_backend(n_products: int) -> str:
     return "numba" if n_products >= NUMBA_SEARCH_FROM else "numpy"
 
 
-def cache_root() -> str:
-    """``$MEM1_ENVS_CACHE`` or ``~/.cache/mem1_envs``."""
-    return os.environ.get("MEM1_ENVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mem1_envs")
-
-
 def cache_folder(n_products: int, seed: int) -> str:
     """Where the generated catalog (n_products, seed) is cached."""
     from mem1_envs.shop import vocab
@@ -62,7 +58,7 @@ def cache_folder(n_products: int, seed: int) -> str:
     tables = repr((vocab.TAXONOMY, vocab.ATTRIBUTES, vocab.OPTIONS, vocab.PRICE_RANGES, vocab.BRANDS))
     fingerprint = hashlib.sha1(tables.encode()).hexdigest()[:10]
     name = f"catalog-v{CACHE_VERSION}-{fingerprint}-n{n_products}-s{seed}"
-    return os.path.join(cache_root(), "shop", name)
+    return os.path.join(cache_dir(), "shop", name)
 
 
 def index_tokens(catalog: Catalog, index: int) -> list[str]:
