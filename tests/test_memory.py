@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mem1_envs.memory import Turn, make_policy, count_tokens, make_token_counter, truncate_to_tokens
+from mem1_envs.memory import Turn, count_tokens, make_policy, make_token_counter, truncate_to_tokens
 
 TURNS = [
     Turn(f"<think>s{i}</think>", f"<search>q{i}</search>", f"<information>d{i}</information>")
@@ -88,3 +88,44 @@ def test_truncate_fits_and_is_a_prefix(text, limit):
         assert text.startswith(cut) and counter(cut) <= limit
     # exact for the default counter: it keeps as many tokens as fit
     assert count_tokens(truncate_to_tokens(text, limit)) == min(limit, count_tokens(text))
+
+
+def test_a_registered_policy_works_by_name_and_an_instance_by_value():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    import gymnasium as gym
+
+    import mem1_envs  # noqa: F401
+    from mem1_envs.memory import POLICIES, ContextPolicy, FullPolicy, register_policy
+    from wrappers import HistoryMode
+
+    @register_policy
+    @dataclass(frozen=True)
+    class PromptOnly(ContextPolicy):
+        name: ClassVar[str] = "prompt-only"
+
+        def build(self, prompt, turns):
+            return self.context(prompt)
+
+    try:
+        env = gym.make("MEM1-MultiQA-v0", world="small", memory="prompt-only")
+        first, info = env.reset(seed=0)
+        observation, *_ = env.step("<think>s</think><search>Oslo</search>")
+        assert observation == first == info["prompt"]
+        env.unwrapped.set_context_policy(FullPolicy())  # an instance switches a running env too
+        observation, *_ = env.step("<think>s</think><search>Bergen</search>")
+        assert observation.count("</search>\n<information>") == 2
+        wrapped = HistoryMode(env, mode=PromptOnly())
+        assert wrapped.mode == "prompt-only"
+    finally:
+        del POLICIES["prompt-only"]
+    with pytest.raises(ValueError, match=r"memory must be one of .*'prompt-only'"):
+        gym.make("MEM1-MultiQA-v0", world="small", memory="prompt-only")
+
+
+def test_the_budget_check_is_the_policys():
+    policy = make_policy("mem1", max_tokens=3)
+    with pytest.raises(ValueError, match="max_context_tokens=3 cannot hold the prompt of 4 tokens; lower it"):
+        policy.check_prompt("one two three four", "lower it")
+    make_policy("full", max_tokens=3).check_prompt("one two three four", "unbounded: no error")
