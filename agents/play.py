@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from agents.base import Agent
+from agents.rollout import split_prompt
+from mem1_envs.memory import count_tokens
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class EpisodeStats:
     truncated: bool
     error: str | None = None
     """Why the agent stopped early (one of ``play_episode``'s ``errors``), else None."""
+    prompt_tokens: int = 0
+    """Tokens of the task prompt (the env's counter): the part of every context no policy drops."""
+    mean_context_tokens: float = 0.0
+    """Mean tokens of the contexts the agent acted on (one per turn)."""
+    success: bool = False
+    """``info["success"]`` where the env reports it (the shop), else False."""
 
 
 def play_episode(
@@ -46,8 +54,11 @@ def play_episode(
     start = time.perf_counter()
     observation, info = env.reset(seed=seed)
     agent.reset(seed=seed)
-    total, terminated, truncated, error = 0.0, False, False, None
+    count = getattr(env.unwrapped, "count_tokens", count_tokens)
+    prompt_tokens = count(split_prompt(observation))
+    total, terminated, truncated, error, contexts = 0.0, False, False, None, []
     while not (terminated or truncated):
+        contexts.append(int(info["context_tokens"]))
         try:
             response = agent.act(observation, info)
         except errors as failure:
@@ -65,6 +76,9 @@ def play_episode(
         seconds=time.perf_counter() - start,
         truncated=bool(truncated),
         error=error,
+        prompt_tokens=int(prompt_tokens),
+        mean_context_tokens=sum(contexts) / len(contexts),
+        success=bool(info.get("success", False)),
     )
 
 

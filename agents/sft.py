@@ -72,12 +72,18 @@ def sft_train(
     grad_clip: float = 1.0,
     max_tokens: int | None = None,
     progress: bool = False,
+    device: Any = None,
 ) -> list[float]:
-    """Train ``model`` in place on the generated tokens of ``records``; returns the loss per step."""
+    """Train ``model`` in place on the generated tokens of ``records``; returns the loss per step.
+
+    Batches are built on ``device`` (default: where the model's parameters are).
+    """
     import torch
 
     from mem1_envs.trajectory_torch import collate, forward_logprobs
 
+    if device is None:
+        device = next(model.parameters()).device
     packed = [record.pack(max_tokens=max_tokens) for record in records]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     total_steps = epochs * -(-len(packed) // batch_episodes)
@@ -93,7 +99,7 @@ def sft_train(
     for _ in range(epochs):
         order = rng.permutation(len(packed))
         for start in range(0, len(order), batch_episodes):
-            batch = collate([packed[i] for i in order[start : start + batch_episodes]])
+            batch = collate([packed[i] for i in order[start : start + batch_episodes]], device=device)
             logprobs = forward_logprobs(model, batch)
             mask = batch["loss_mask"]
             loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)

@@ -9,6 +9,12 @@ Check FlashRAG QA files before training on them (bad rows, split sizes, MEM1 epi
 
     python -m mem1_envs check-data --data nq=nq/train.jsonl,hotpotqa=hotpotqa/train.jsonl
 
+The memory-scaling study and every benchmark in one run (``scripts/memory_scaling.py`` and
+``scripts/bench.py`` of a source checkout; their own arguments)::
+
+    python -m mem1_envs scaling --quick
+    python -m mem1_envs bench --quick
+
 A dense index (extra ``dense``) takes a local sentence-embedding model folder::
 
     python -m mem1_envs build-index --kind dense --model models/e5-base-v2 --e5 \\
@@ -82,11 +88,55 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("critical", "error", "warning", "info", "debug", "trace"),
         help="uvicorn log level (default warning)",
     )
+
+    # Runs a script of the checkout's scripts/ with the remaining arguments (its own --help).
+    commands.add_parser(
+        "bench", add_help=False, help="every benchmark in one run (scripts/bench.py; --help for its options)"
+    )
+    commands.add_parser(
+        "scaling",
+        add_help=False,
+        help="memory-scaling study (scripts/memory_scaling.py; --help for its options)",
+    )
     return parser
 
 
+_SCRIPTS = {"scaling": "memory_scaling", "bench": "bench"}
+
+
+def _run_script(command: str, argv: list[str]) -> int:
+    """``main(argv)`` of ``scripts/<name>.py`` of a source checkout: the one this package was
+    imported from, else the one in the current directory (an installed package and its checkout)."""
+    import importlib.util
+    from pathlib import Path
+
+    name = f"{_SCRIPTS[command]}.py"
+    places = [Path(__file__).resolve().parents[1] / "scripts", Path.cwd() / "scripts"]
+    path = next((place / name for place in places if (place / name).is_file()), None)
+    if path is None:
+        raise OSError(
+            f"{command} runs scripts/{name} of a source checkout; not found in {' or '.join(map(str, places))} "
+            "(run it from the checkout's root)"
+        )
+    spec = importlib.util.spec_from_file_location(_SCRIPTS[command], path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    code = module.main(argv)
+    return code if isinstance(code, int) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in _SCRIPTS:
+        try:
+            return _run_script(args.command, rest)
+        except OSError as error:  # no checkout here, or an output folder that cannot be written
+            print(f"{args.command}: error: {error}", file=sys.stderr)
+            return 1
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"build-index": _build, "check-data": _check_data, "serve-retriever": _serve}[args.command]
     try:
         return command(args)

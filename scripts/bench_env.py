@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,6 +37,64 @@ def timed(function, *args):
     return result, time.perf_counter() - start
 
 
+def measure(world: str, episodes: dict[int, int], repeats: int) -> dict[str, Any]:
+    """Every figure of this benchmark, measured now: world generation (median over ``repeats``),
+    build and cache load, BM25 top-3 queries/s (batched and one at a time; every repeat's seconds
+    too), and per (objectives, memory) the scripted agent's steps/s, EM, peak and dependency."""
+    config = sources.world_config(world)
+    generation = [timed(generate_world, config, 0)[1] for _ in range(repeats)]
+    with tempfile.TemporaryDirectory() as cache:
+        previous = os.environ.get("MEM1_ENVS_CACHE")
+        os.environ["MEM1_ENVS_CACHE"] = cache
+        try:
+            sources.load_world_source.cache_clear()
+            source, build = timed(sources.load_world_source, world, 0)
+            sources.load_world_source.cache_clear()
+            _, load = timed(sources.load_world_source, world, 0)
+        finally:
+            if previous is None:
+                os.environ.pop("MEM1_ENVS_CACHE")
+            else:
+                os.environ["MEM1_ENVS_CACHE"] = previous
+    sources.load_world_source.cache_clear()
+
+    queries = [q.text for q in source.questions[:1000]]
+    source.engine.search(queries[:10], 3)  # compile
+    batched = [timed(source.engine.search, queries, 3)[1] for _ in range(repeats)]
+    single = [timed(lambda: [source.engine.search([q], 3) for q in queries])[1] for _ in range(repeats)]
+    result: dict[str, Any] = {
+        "world": world,
+        "generate_s": generation,
+        "build_s": build,
+        "load_s": load,
+        "passages": len(source.engine),
+        "questions": len(source.questions),
+        "queries": len(queries),
+        "search_batched_s": batched,
+        "search_single_s": single,
+        "env": [],
+    }
+    for objectives, count in episodes.items():
+        for memory in ("mem1", "full"):
+            env = gym.make("MEM1-MultiQA-v0", num_objectives=objectives, memory=memory, world=world)
+            play(env, MultiQAScriptedAgent(), [10**6])  # warm-up: load, compile
+            runs, seconds = timed(play, env, MultiQAScriptedAgent(), range(count))
+            result["env"].append(
+                {
+                    "objectives": objectives,
+                    "memory": memory,
+                    "episodes": count,
+                    "steps": sum(r.turns for r in runs),
+                    "seconds": seconds,
+                    "em_per_objective": float(np.mean([r.em for r in runs]) / objectives),
+                    "peak_context_tokens": max(r.peak_context_tokens for r in runs),
+                    "mean_dependency": float(np.mean([r.dependency for r in runs])),
+                }
+            )
+            env.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,41 +106,21 @@ def main(argv: list[str] | None = None) -> None:
     repeats = 1 if args.quick else 3
 
     print(f"## world={world}")
-    config = sources.world_config(world)
-    generation = [timed(generate_world, config, 0)[1] for _ in range(repeats)]
-    print(f"generate world: median {statistics.median(generation):.2f} s over {repeats}")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["MEM1_ENVS_CACHE"] = cache
-        sources.load_world_source.cache_clear()
-        source, build = timed(sources.load_world_source, world, 0)
-        sources.load_world_source.cache_clear()
-        _, load = timed(sources.load_world_source, world, 0)
-        print(f"generate + index + write cache: {build:.2f} s; load from cache: {load:.2f} s")
-        print(f"passages: {len(source.engine)}, questions: {len(source.questions)}")
-    os.environ.pop("MEM1_ENVS_CACHE")
-    sources.load_world_source.cache_clear()
-
-    queries = [q.text for q in source.questions[:1000]]
-    source.engine.search(queries[:10], 3)  # compile
-    batched = [timed(source.engine.search, queries, 3)[1] for _ in range(repeats)]
-    single = [timed(lambda: [source.engine.search([q], 3) for q in queries])[1] for _ in range(repeats)]
+    r = measure(world, episodes, repeats)
+    print(f"generate world: median {statistics.median(r['generate_s']):.2f} s over {repeats}")
+    print(f"generate + index + write cache: {r['build_s']:.2f} s; load from cache: {r['load_s']:.2f} s")
+    print(f"passages: {r['passages']}, questions: {r['questions']}")
+    n = r["queries"]
     print(
-        f"BM25 top-3, {len(queries)} queries: batched {len(queries) / statistics.median(batched):,.0f} q/s, "
-        f"one at a time {len(queries) / statistics.median(single):,.0f} q/s"
+        f"BM25 top-3, {n} queries: batched {n / statistics.median(r['search_batched_s']):,.0f} q/s, "
+        f"one at a time {n / statistics.median(r['search_single_s']):,.0f} q/s"
     )
-
     print("objectives | memory | episodes | EM/N | steps/s | peak ctx tokens (max) | mean dependency")
-    for objectives, count in episodes.items():
-        for memory in ("mem1", "full"):
-            env = gym.make("MEM1-MultiQA-v0", num_objectives=objectives, memory=memory, world=world)
-            play(env, MultiQAScriptedAgent(), [10**6])  # warm-up: load, compile
-            runs, seconds = timed(play, env, MultiQAScriptedAgent(), range(count))
-            steps = sum(r.turns for r in runs)
-            print(
-                f"{objectives} | {memory} | {count} | {np.mean([r.em for r in runs]) / objectives:.3f} | "
-                f"{steps / seconds:,.0f} | {max(r.peak_context_tokens for r in runs)} | "
-                f"{np.mean([r.dependency for r in runs]):,.0f}"
-            )
+    for e in r["env"]:
+        print(
+            f"{e['objectives']} | {e['memory']} | {e['episodes']} | {e['em_per_objective']:.3f} | "
+            f"{e['steps'] / e['seconds']:,.0f} | {e['peak_context_tokens']} | {e['mean_dependency']:,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import numba
 import numpy as np
@@ -92,9 +93,12 @@ def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
     return preds, golds_lists
 
 
-def _median_times(fns: dict[str, object], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+def _median_times(
+    fns: dict[str, object], repeats: int
+) -> tuple[dict[str, float], dict[str, object], dict[str, list[float]]]:
     """Median seconds of each function, timed in interleaved rounds (A B C A B C ...) so that a
-    change of load on a shared machine hits every side alike; also each function's last result."""
+    change of load on a shared machine hits every side alike; also each function's last result
+    and every time."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     results: dict[str, object] = {}
     for _ in range(repeats):
@@ -102,7 +106,55 @@ def _median_times(fns: dict[str, object], repeats: int) -> tuple[dict[str, float
             start = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}, results
+    return {name: statistics.median(t) for name, t in times.items()}, results, times
+
+
+def measure(pairs: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """Median seconds of every side on ``pairs`` generated pairs (``medians`` and every repeat's
+    ``times``: python, scalar, numba, prep, parallel, serial), whether all sides gave identical
+    arrays, and the compile time."""
+    preds, golds_lists = make_pairs(pairs, seed)
+    start = time.perf_counter()
+    rewards.batch_em_f1(preds[:8], golds_lists[:8])  # serial kernel
+    rewards.batch_em_f1(preds[:8] * 1024, golds_lists[:8] * 1024)  # parallel kernel
+    compile_s = time.perf_counter() - start
+
+    def scalar_loop() -> tuple[np.ndarray, np.ndarray]:
+        em = np.array([rewards.exact_match(p, g) for p, g in zip(preds, golds_lists, strict=True)])
+        f1 = np.array([rewards.f1_score(p, g) for p, g in zip(preds, golds_lists, strict=True)])
+        return em, f1
+
+    tokens, offsets, pred_ids, gold_ids, gold_offsets = rewards._prepare(preds, golds_lists)
+    sorted_tokens = rewards._sort_segments(tokens, offsets)
+    out = (np.zeros(pairs), np.zeros(pairs))
+    kernel_args = (tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, *out)
+    medians, results, times = _median_times(
+        {
+            "python": lambda: rewards.batch_em_f1_python(preds, golds_lists),
+            "scalar": scalar_loop,
+            "numba": lambda: rewards.batch_em_f1(preds, golds_lists),
+            "prep": lambda: rewards._prepare(preds, golds_lists),
+            "parallel": lambda: rewards._score_parallel(*kernel_args),
+            "serial": lambda: rewards._score_serial(*kernel_args),
+        },
+        repeats,
+    )
+    em_py, f1_py = results["python"]
+    em_sc, f1_sc = results["scalar"]
+    em_nb, f1_nb = results["numba"]
+    identical = all(
+        np.array_equal(a, b) for a, b in [(em_py, em_nb), (f1_py, f1_nb), (em_sc, em_nb), (f1_sc, f1_nb)]
+    )
+    return {
+        "pairs": pairs,
+        "repeats": repeats,
+        "medians": medians,
+        "times": times,
+        "identical": identical,
+        "compile_s": compile_s,
+        "mean_em": float(em_nb.mean()),
+        "mean_f1": float(f1_nb.mean()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,49 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         f"numba {numba.__version__}, threads {numba.get_num_threads()}, "
         f"NUMBA_DISABLE_JIT={os.environ.get('NUMBA_DISABLE_JIT', '0')}"
     )
-
-    start = time.perf_counter()
-    rewards.batch_em_f1(preds[:8], golds_lists[:8])  # serial kernel
-    rewards.batch_em_f1(preds[:8] * 1024, golds_lists[:8] * 1024)  # parallel kernel
-    print(f"compile or cache load (excluded from the timings): {time.perf_counter() - start:.2f} s")
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-
-    def scalar_loop() -> tuple[np.ndarray, np.ndarray]:
-        em = np.array([rewards.exact_match(p, g) for p, g in zip(preds, golds_lists, strict=True)])
-        f1 = np.array([rewards.f1_score(p, g) for p, g in zip(preds, golds_lists, strict=True)])
-        return em, f1
-
-    tokens, offsets, pred_ids, gold_ids, gold_offsets = rewards._prepare(preds, golds_lists)
-    sorted_tokens = rewards._sort_segments(tokens, offsets)
-    out = (np.zeros(args.pairs), np.zeros(args.pairs))
-    kernel_args = (tokens, sorted_tokens, offsets, pred_ids, gold_ids, gold_offsets, *out)
-    medians, results = _median_times(
-        {
-            "python": lambda: rewards.batch_em_f1_python(preds, golds_lists),
-            "scalar": scalar_loop,
-            "numba": lambda: rewards.batch_em_f1(preds, golds_lists),
-            "prep": lambda: rewards._prepare(preds, golds_lists),
-            "parallel": lambda: rewards._score_parallel(*kernel_args),
-            "serial": lambda: rewards._score_serial(*kernel_args),
-        },
-        args.repeats,
-    )
-    t_python, t_scalar, t_numba = medians["python"], medians["scalar"], medians["numba"]
-    t_prep, t_par, t_ser = medians["prep"], medians["parallel"], medians["serial"]
-    em_py, f1_py = results["python"]
-    em_sc, f1_sc = results["scalar"]
-    em_nb, f1_nb = results["numba"]
-    same = all(
-        np.array_equal(a, b) for a, b in [(em_py, em_nb), (f1_py, f1_nb), (em_sc, em_nb), (f1_sc, f1_nb)]
-    )
-    if not same:
+    result = measure(args.pairs, args.repeats, args.seed)
+    if not result["identical"]:
         print("MISMATCH between batch_em_f1 and a Python loop", file=sys.stderr)
         return 1
+    print(f"compile or cache load (excluded from the timings): {result['compile_s']:.2f} s")
+    medians = result["medians"]
+    t_python, t_scalar, t_numba = medians["python"], medians["scalar"], medians["numba"]
+    t_prep, t_par, t_ser = medians["prep"], medians["parallel"], medians["serial"]
 
     def line(name: str, seconds: float) -> str:
         return f"{name:<44} median {seconds * 1e3:9.1f} ms  ({seconds / args.pairs * 1e6:6.2f} us/pair)"
 
-    print(f"mean EM {em_nb.mean():.4f}  mean F1 {f1_nb.mean():.4f}  (identical on all sides)")
+    print(f"mean EM {result['mean_em']:.4f}  mean F1 {result['mean_f1']:.4f}  (identical on all sides)")
     print(line("python loop, reference SQuAD/HotpotQA code", t_python))
     print(line("python loop, exact_match + f1_score", t_scalar))
     print(line("batch_em_f1 (end to end, from strings)", t_numba))

@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from mem1_envs.shop.reward import (
 from mem1_envs.shop.text_env import WebShopTextEnv
 
 
-def bench_env(shop: ShopEngine, episodes: int, repeats: int, n_items: int) -> dict[str, float]:
+def bench_env(shop: ShopEngine, episodes: int, repeats: int, n_items: int) -> dict[str, Any]:
     env = WebShopTextEnv(shop=shop, n_products=len(shop.catalog), n_items=n_items)
     agent = WebShopScriptedAgent()
     rates, cpu_rates, rewards, turns = [], [], [], []
@@ -60,6 +61,7 @@ def bench_env(shop: ShopEngine, episodes: int, repeats: int, n_items: int) -> di
         cpu_rates.append(steps / (time.process_time() - cpu_start))
     return {
         "steps_per_s": statistics.median(rates),
+        "steps_per_s_all": rates,
         "steps_per_cpu_s": statistics.median(cpu_rates),
         "mean_reward": float(np.mean(rewards)),
         "success": float(np.mean([r >= 1.0 for r in rewards])),
@@ -98,7 +100,7 @@ def bench_build(n_products: int) -> dict[str, float]:
     }
 
 
-def bench_kernel(shop: ShopEngine, n: int) -> dict[str, float]:
+def bench_kernel(shop: ShopEngine, n: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     tables = RewardTables.build(shop.catalog)
     goals = [sample_goal(shop, rng) for _ in range(200)]
@@ -123,6 +125,8 @@ def bench_kernel(shop: ShopEngine, n: int) -> dict[str, float]:
         "numba_s": statistics.median(fast),
         "python_s": statistics.median(slow),
         "speedup": statistics.median(slow) / statistics.median(fast),
+        "numba_all": fast,
+        "python_all": slow,
     }
 
 

@@ -59,12 +59,15 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int, times: dict[str, list[float]] | None = None
+) -> dict[str, float]:
     """Median seconds of each function, the sides alternating every repeat (on a shared machine
-    a load spike then hits every side alike instead of one)."""
+    a load spike then hits every side alike instead of one); ``times`` receives every repeat."""
     for function in functions.values():
         function()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in functions}
+    times = {} if times is None else times
+    times.update({name: [] for name in functions})
     for _ in range(repeats):
         for name, function in functions.items():
             start = time.perf_counter()
@@ -104,7 +107,7 @@ def padded_blocks(trajectories: list[PackedTrajectory]) -> tuple[np.ndarray, np.
     return block_ids, visible
 
 
-def bench_dense(args: Args) -> None:
+def bench_dense(args: Args) -> dict[str, object]:
     import torch
 
     from mem1_envs.trajectory_torch import dense_additive_mask_torch
@@ -125,7 +128,8 @@ def bench_dense(args: Args) -> None:
         return dense_additive_mask_torch(block_ids_t, visible_t)
 
     assert torch.equal(numba_mask(), torch_mask()), "numba and torch masks differ"
-    medians = interleaved_medians({"numba": numba_mask, "torch": torch_mask}, args.repeats)
+    times: dict[str, list[float]] = {}
+    medians = interleaved_medians({"numba": numba_mask, "torch": torch_mask}, args.repeats, times)
     numba_s, torch_s = medians["numba"], medians["torch"]
     packed_tokens = sum(len(t) for t in trajectories)
     print(
@@ -137,6 +141,7 @@ def bench_dense(args: Args) -> None:
         f"  numba {numba_s * 1e3:.2f} ms   torch (vectorised) {torch_s * 1e3:.2f} ms   "
         f"speed-up {torch_s / numba_s:.1f}x  (medians of {args.repeats}, interleaved)"
     )
+    return {"rows": rows, "size": size, "packed_tokens": packed_tokens, "times": times}
 
 
 def long_row(rng: np.random.Generator, target: int) -> list[tuple[np.ndarray, list]]:

@@ -24,16 +24,9 @@ import mem1_envs  # noqa: F401  (registers the env ids)
 from wrappers import CandidateActions, TokenizeObservation
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 20 episodes")
-    parser.add_argument("--num-objectives", type=int, default=2)
-    args = parser.parse_args(argv)
-    rounds, episodes = (2, 20) if args.quick else (7, 200)
-    kwargs = {"world": "small", "num_objectives": args.num_objectives}
-
+def measure(rounds: int, episodes: int, num_objectives: int) -> dict[str, list[float]]:
+    """Microseconds per env step of each stack, one value per round (rounds interleaved)."""
+    kwargs = {"world": "small", "num_objectives": num_objectives}
     candidates = CandidateActions(gym.make("MEM1-MultiQA-v0", **kwargs), num_candidates=12)
     tokenized = TokenizeObservation(
         CandidateActions(gym.make("MEM1-MultiQA-v0", **kwargs), num_candidates=12), max_length=512
@@ -84,6 +77,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ):
             seconds, steps = run()
             per_step[name].append(seconds / steps * 1e6)
+    return per_step
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 20 episodes")
+    parser.add_argument("--num-objectives", type=int, default=2)
+    args = parser.parse_args(argv)
+    rounds, episodes = (2, 20) if args.quick else (7, 200)
+    per_step = measure(rounds, episodes, args.num_objectives)
     base = statistics.median(per_step["text env"])
     result = {}
     print(f"{rounds} rounds x {episodes} episodes, {args.num_objectives} objectives, small world")

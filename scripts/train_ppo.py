@@ -6,8 +6,9 @@
     torchrun --nproc_per_node=8 scripts/train_ppo.py --config qwen2.5-7b --model /models/Qwen2.5-7B-Instruct
 
 Every field of ``agents.ppo.config.PPOConfig`` is a flag (``--kl-mode k3_loss``; ``--help`` shows
-each field's documentation and default); ``--resume`` continues from ``<out-dir>/checkpoint.pt``
-exactly where it stopped. ``--policy`` and ``--model`` are local folders: nothing is downloaded.
+each field's documentation and default); ``--resume`` continues from the latest sharded
+checkpoint in ``<out-dir>/checkpoints`` (or an old ``<out-dir>/checkpoint.pt``) exactly where it
+stopped. ``--policy`` and ``--model`` are local folders: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="initial policy folder, e.g. runs/sft from train_sft.py (overrides --model)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoints/latest")
     hints = typing.get_type_hints(PPOConfig)
     docs = field_docs(PPOConfig)
     flags = parser.add_argument_group("PPOConfig fields (agents/ppo/config.py)")

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         seed=args.seed_start,
         max_tokens=args.max_packed_tokens,
         progress=args.progress,
+        device=args.device,
     )
     os.makedirs(args.out_dir, exist_ok=True)
     policy.model.save_pretrained(args.out_dir)

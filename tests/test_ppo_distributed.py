@@ -72,6 +72,8 @@ def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path, kind):
         assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [line["step"] for line in lines] == [1, 2, 3]  # the resumed run went on from step 2
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert state["step"] == 3 and len(state["rng"]) == 2  # one RNG state per rank
+    step = tmp_path / "checkpoints" / "step_00000003"
+    assert (tmp_path / "checkpoints" / "latest").read_text() == step.name
+    assert torch.load(step / "trainer_state.pt", weights_only=False)["step"] == 3
+    assert all((step / f"rng_rank{r}.pt").exists() for r in range(2))  # one RNG state per rank
     assert (tmp_path / "policy" / "model.safetensors").exists()

@@ -158,3 +158,52 @@ def test_buffer_leaves_out_episodes_whose_answer_does_not_fit():
     short = RolloutRecord([1], [TurnRecord([], [2])], reward=1.0)
     buffer = RolloutBuffer.from_records([_toy_record(), short], group_ids=[7, 8], max_tokens=4)
     assert buffer.skipped == [0] and len(buffer) == 1 and buffer.group_ids.tolist() == [8]
+
+
+def test_a_huge_log_ratio_gives_a_finite_loss_and_gradients():
+    # A sampler/trainer mismatch of 1e4 nats on one token (either sign, either advantage sign).
+    logp = torch.tensor([[0.0, -1.0, -2.0, -0.5]], requires_grad=True)
+    old = torch.tensor([[-1e4, -1.0, 1e4, -0.4]])
+    adv = torch.tensor([[-1.0, 0.5, 1.0, 2.0]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    for dual in (None, 3.0):
+        loss, stats = L.policy_loss(logp, old, adv, mask, clip_ratio=0.2, dual_clip=dual)
+        (grad,) = torch.autograd.grad(loss, logp)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all(), dual
+        assert math.isfinite(stats["approx_kl"].item())
+    # Unclamped, the same batch overflows: the clamp is what keeps it finite.
+    unclamped, _ = L.policy_loss(logp, old, adv, mask, clip_ratio=0.2, log_ratio_clamp=None)
+    assert not torch.isfinite(unclamped)
+
+
+def test_dual_clip_caps_negative_advantage_tokens():
+    logp = torch.tensor([[math.log(5.0), math.log(5.0), math.log(0.5)]])
+    old = torch.zeros(1, 3)
+    adv = torch.tensor([[-1.0, 1.0, -1.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    plain, _ = L.policy_loss(logp, old, adv, mask, clip_ratio=0.2)
+    dual, stats = L.policy_loss(logp, old, adv, mask, clip_ratio=0.2, dual_clip=3.0)
+    # token 0: ratio 5, A = -1: max(5, 1.2) = 5, capped at 3; token 1: A > 0, -1.2; token 2: max(0.5, 0.8)
+    assert plain.item() == pytest.approx((5.0 - 1.2 + 0.8) / 3, abs=1e-5)
+    assert dual.item() == pytest.approx((3.0 - 1.2 + 0.8) / 3, abs=1e-5)
+    assert stats["dual_clipped"].item() == 1.0
+    with pytest.raises(ValueError, match="dual_clip must be > 1"):
+        L.policy_loss(logp, old, adv, mask, clip_ratio=0.2, dual_clip=1.0)
+
+
+def test_loss_safety_settings_are_validated():
+    with pytest.raises(ValueError, match="kl_mode='k3_loss'"):
+        PPOConfig(advantage="grpo", critic="none", group_size=2)  # the default KL is k1_reward
+    PPOConfig(advantage="gigpo", critic="none", group_size=2, kl_mode="k3_loss")
+    PPOConfig(advantage="grpo", critic="none", group_size=2, kl_coef=0.0)  # no KL: nothing to misplace
+    with pytest.raises(ValueError, match=r"dual_clip must be > 1 or None, got 0\.5"):
+        PPOConfig(dual_clip=0.5)
+    with pytest.raises(ValueError, match="log_ratio_clamp must be > 0"):
+        PPOConfig(log_ratio_clamp=0.0)
+    with pytest.raises(ValueError, match=r"max_packed_tokens \(512\) must be <= max_tokens_per_microbatch"):
+        PPOConfig(max_packed_tokens=512, max_tokens_per_microbatch=256)
+    # "auto": recompute when training (bf16 autocast) and sampling (fp32) precisions differ.
+    assert PPOConfig(dtype="bfloat16").old_logprobs_source == "recompute"
+    assert PPOConfig().old_logprobs_source == "rollout"
+    assert PPOConfig(dtype="bfloat16", old_logprobs="rollout").old_logprobs_source == "rollout"
+    assert preset("qwen2.5-7b").old_logprobs_source == "recompute"

@@ -65,3 +65,31 @@ def policy_tag_id():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(default_tiny_model()).encode("</search>", add_special_tokens=False)
+
+
+def test_sft_batches_go_to_the_requested_device(monkeypatch):
+    """``--device cuda`` used to train a CUDA model on CPU batches: the device reaches collate."""
+    import mem1_envs.trajectory_torch as trajectory_torch
+
+    seen = []
+    real_collate = trajectory_torch.collate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("device"))
+        return real_collate(*args, **{**kwargs, "device": "cpu"})  # the model stays on the CPU
+
+    monkeypatch.setattr(trajectory_torch, "collate", spy)
+    policy = LLMPolicy.from_pretrained(default_tiny_model())
+    records, _ = scripted_records(policy, {"world": "small"}, seeds=[0, 1])
+    sft_train(policy.model, records, batch_episodes=2, device="meta")
+    sft_train(policy.model, records, batch_episodes=2)  # default: the model's device
+    assert seen == ["meta", torch.device("cpu")]
+
+
+def test_train_sft_cli_passes_its_device(monkeypatch, tmp_path):
+    import agents.sft
+
+    calls = []
+    monkeypatch.setattr(agents.sft, "sft_train", lambda model, records, **kw: calls.append(kw) or [1.0])
+    load_script("train_sft").main(["--episodes", "2", "--device", "cpu", "--out-dir", str(tmp_path)])
+    assert calls[0]["device"] == "cpu"

@@ -247,22 +247,101 @@ class RolloutBuffer:
             for a, m in zip(self.arrays[name], self.loss_masks, strict=True)
         ]
 
+    def micro_batches(
+        self, indices: Sequence[int], *, episodes: int = 1, max_tokens: int | None = None
+    ) -> list[list[list[int]]]:
+        """Split ``indices`` into micro-batches, each a list of rows, each row a list of episodes.
+
+        Without ``max_tokens``: ``episodes`` episodes per micro-batch, one per row (in order).
+        With ``max_tokens``: one row per micro-batch holding several episodes (sequence packing),
+        filled first-fit by decreasing length so that no row exceeds ``max_tokens`` tokens; an
+        episode longer than the budget raises ValueError (bound it with ``max_packed_tokens``).
+
+        >>> from mem1_envs.trajectory import RolloutRecord, TurnRecord
+        >>> records = [RolloutRecord([1] * n, [TurnRecord([], [2])]) for n in (5, 2, 3, 1)]
+        >>> buffer = RolloutBuffer.from_records(records)
+        >>> [len(p) for p in buffer.packed]
+        [6, 3, 4, 2]
+        >>> buffer.micro_batches(range(4), max_tokens=7)
+        [[[0]], [[2, 1]], [[3]]]
+        >>> buffer.micro_batches(range(4), episodes=3)
+        [[[0], [1], [2]], [[3]]]
+        """
+        indices = [int(i) for i in indices]
+        if max_tokens is None:
+            if episodes < 1:
+                raise ValueError(f"episodes must be >= 1, got {episodes}")
+            return [[[i] for i in indices[s : s + episodes]] for s in range(0, len(indices), episodes)]
+        lengths = {i: len(self.packed[i]) for i in indices}
+        too_long = [(i, n) for i, n in lengths.items() if n > max_tokens]
+        if too_long:
+            i, n = too_long[0]
+            raise ValueError(
+                f"episode {i} has {n} packed tokens, more than max_tokens_per_microbatch={max_tokens}; "
+                "set max_packed_tokens <= max_tokens_per_microbatch (the D7 rule then drops its earliest "
+                "turns) or raise the budget"
+            )
+        rows: list[list[int]] = []
+        used: list[int] = []
+        for i in sorted(indices, key=lambda j: (-lengths[j], j)):
+            for r, total in enumerate(used):
+                if total + lengths[i] <= max_tokens:
+                    rows[r].append(i)
+                    used[r] += lengths[i]
+                    break
+            else:
+                rows.append([i])
+                used.append(lengths[i])
+        return [[row] for row in rows]
+
     def collate(
-        self, indices: Sequence[int], device: Any = None, dtype: Any = None, mask: str = "dense"
+        self,
+        rows: Sequence[int | Sequence[int]],
+        device: Any = None,
+        dtype: Any = None,
+        mask: str = "dense",
     ) -> dict[str, Any]:
-        """A collated torch batch of ``indices`` with every per-token array as a ``[B, S]`` tensor
-        (``mask="block"``: a FlexAttention ``BlockMask``, rows padded to a multiple of 128)."""
+        """A collated torch batch with every per-token array as a ``[B, S]`` tensor.
+
+        Each entry of ``rows`` is an episode index (one episode per row) or a list of them, packed
+        into one row with :func:`~mem1_envs.trajectory.concat_packed` (blocks of different
+        episodes never attend to each other; each keeps its positions). ``mask="block"``: a
+        FlexAttention ``BlockMask`` built from the block ids, rows padded to a multiple of 128.
+        ``batch["rows"]`` is the list of episode lists (see :meth:`split`).
+        """
         import torch
 
+        from mem1_envs.trajectory import concat_packed
         from mem1_envs.trajectory_torch import collate
 
-        chosen = [self.packed[i] for i in indices]
+        groups = [[int(r)] if isinstance(r, (int, np.integer)) else [int(i) for i in r] for r in rows]
+        chosen = [
+            self.packed[group[0]] if len(group) == 1 else concat_packed([self.packed[i] for i in group])
+            for group in groups
+        ]
         multiple = 128 if mask == "block" else 1
         batch = collate(chosen, dtype=dtype, device=device, mask=mask, pad_to_multiple_of=multiple)
         size = batch["input_ids"].shape[1]
         for name, per_episode in self.arrays.items():
-            stacked = np.zeros((len(indices), size), np.float32)
-            for row, i in enumerate(indices):
-                stacked[row, : len(per_episode[i])] = per_episode[i]
+            stacked = np.zeros((len(groups), size), np.float32)
+            for row, group in enumerate(groups):
+                start = 0
+                for i in group:
+                    stacked[row, start : start + len(per_episode[i])] = per_episode[i]
+                    start += len(per_episode[i])
             batch[name] = torch.from_numpy(stacked).to(device)
+        batch["rows"] = groups
         return batch
+
+    def split(self, values: Any, rows: Sequence[Sequence[int]]) -> dict[int, np.ndarray]:
+        """Per-episode float32 arrays cut out of a ``[B, S]`` output of a batch collated with
+        ``rows`` (right padding): ``{episode index: array of its packed length}``."""
+        out: dict[int, np.ndarray] = {}
+        array = values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+        for row, group in enumerate(rows):
+            start = 0
+            for i in group:
+                n = len(self.packed[i])
+                out[i] = array[row, start : start + n].astype(np.float32)
+                start += n
+        return out

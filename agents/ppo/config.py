@@ -35,7 +35,9 @@ class PPOConfig:
     dtype: str = "float32"
     """``"float32"`` or ``"bfloat16"`` (autocast for the training forward, fp32 master weights)."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (saves memory on long packed sequences)."""
+    """Recompute activations in the backward pass (policy and separate critic; saves memory on long packed sequences)."""
+    logprob_chunk_tokens: int = 1024
+    """Loss tokens per chunk of the LM head + log-softmax/entropy (fp32 ``[chunk, V]``, recomputed in backward)."""
     attention: str = "dense"
     """Packed-forward mask: ``"dense"`` (additive float ``[B, 1, S, S]``, any attention implementation)
     or ``"flex"`` (FlexAttention ``BlockMask`` from block ids, no ``S x S`` tensor; training needs CUDA)."""
@@ -63,8 +65,13 @@ class PPOConfig:
     """Nucleus mass (MEM1: 0.95)."""
     max_packed_tokens: int | None = None
     """Token budget of one packed episode (D7 rule: drop earliest turns, never the answer)."""
-    old_logprobs: str = "rollout"
-    """``"rollout"`` (the sampler's, as produced) or ``"recompute"`` (the training forward's)."""
+    old_logprobs: str = "auto"
+    """The "old" log-probs of the ratio: ``"rollout"`` (the sampler's, as produced), ``"recompute"``
+    (the scoring forward's, same precision as training) or ``"auto"``: ``"recompute"`` when the
+    training precision differs from the sampling precision (``dtype="bfloat16"``: training under
+    bf16 autocast, sampling with the fp32 weights), else ``"rollout"``. With mismatched precisions
+    the sampler's values would make the first ratio differ from 1, and k1 KL non-zero, from
+    rounding alone. See :attr:`old_logprobs_source`."""
     # -- algorithm -----------------------------------------------------------------------------
     advantage: str = "gae"
     """``"gae"`` (token-level), ``"turn"`` (turn-level GAE), ``"grpo"`` or ``"gigpo"``."""
@@ -78,6 +85,12 @@ class PPOConfig:
     """Weight of the step-group advantage in ``"gigpo"``."""
     clip_ratio: float = 0.2
     """Surrogate clip (MEM1: 0.2)."""
+    log_ratio_clamp: float | None = 20.0
+    """``log(pi / pi_old)`` is clamped to ``[-c, c]`` before ``exp`` (None: unclamped): one outlier
+    token cannot make the loss infinite and stop the run."""
+    dual_clip: float | None = None
+    """Dual-clip PPO constant ``c > 1`` (None: off; 3 is the usual value): the loss of a token with
+    a negative advantage is capped at ``-c A``."""
     value_clip: float | None = 0.5
     """Value clip range (None: unclipped)."""
     value_coef: float = 0.5
@@ -93,7 +106,16 @@ class PPOConfig:
     mini_batch_episodes: int = 16
     """Episodes per optimizer step inside a batch (global; MEM1: 64)."""
     micro_batch_episodes: int = 8
-    """Episodes per forward/backward per rank (gradient accumulation in between)."""
+    """Episodes per forward/backward per rank (gradient accumulation in between), one per row;
+    used when ``max_tokens_per_microbatch`` is None."""
+    max_tokens_per_microbatch: int | None = None
+    """Token budget of one forward/backward per rank (None: ``micro_batch_episodes`` instead).
+    Several packed episodes share a row (``concat_packed``: blocks of different episodes never
+    see each other), filled first-fit by decreasing length; no micro-batch holds more real tokens
+    than this (``attention="flex"`` pads the row to a multiple of 128 with masked tokens). An
+    episode longer than the budget is an error: bound episodes with ``max_packed_tokens`` <= this.
+    Ranks may need different numbers of micro-batches; they all run the largest number (padding
+    with zero-loss micro-batches), as FSDP's collectives require."""
     # -- optimisation --------------------------------------------------------------------------
     actor_lr: float = 1e-4
     """Policy learning rate (MEM1: 1e-6)."""
@@ -114,12 +136,17 @@ class PPOConfig:
     """Where metrics, checkpoints and the final policy go."""
     save_every: int = 10
     """Checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Sharded checkpoints kept in ``<out_dir>/checkpoints`` (older step folders are deleted)."""
     eval_every: int = 0
     """Evaluate on held-out seeds every this many steps (0: never)."""
     eval_episodes: int = 32
     """Held-out episodes per evaluation (``split="test"``, greedy)."""
     distributed: str = "ddp"
-    """With ``torchrun``: ``"ddp"`` or ``"fsdp2"`` (``fully_shard`` per decoder layer)."""
+    """With ``torchrun``: ``"ddp"`` or ``"fsdp2"`` (meta-device build, ``fully_shard`` per decoder layer
+    of policy, critic and reference, bf16 ``MixedPrecisionPolicy`` when ``dtype="bfloat16"``)."""
+    reference_offload: bool = False
+    """FSDP2: keep the frozen reference's shards in CPU memory (``CPUOffloadPolicy``)."""
     device: str = "auto"
     """``"auto"`` (cuda when available), ``"cpu"`` or ``"cuda"``."""
     progress: bool = True
@@ -130,7 +157,7 @@ class PPOConfig:
             "critic": ("value_head", "separate", "none"),
             "dtype": ("float32", "bfloat16"),
             "attention": ("dense", "flex"),
-            "old_logprobs": ("rollout", "recompute"),
+            "old_logprobs": ("auto", "rollout", "recompute"),
             "advantage": ("gae", "turn", "grpo", "gigpo"),
             "kl_mode": ("k1_reward", "k3_loss", "none"),
             "distributed": ("ddp", "fsdp2"),
@@ -141,6 +168,7 @@ class PPOConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         positive = ("num_envs", "episodes_per_step", "group_size", "max_new_tokens", "ppo_epochs")
         positive += ("mini_batch_episodes", "micro_batch_episodes", "total_steps", "save_every")
+        positive += ("keep_checkpoints", "logprob_chunk_tokens")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -157,6 +185,40 @@ class PPOConfig:
             raise ValueError(f"advantage={self.advantage!r} needs group_size >= 2, got {self.group_size}")
         if self.advantage in ("gae", "turn") and self.critic == "none":
             raise ValueError(f"advantage={self.advantage!r} needs a critic, got critic='none'")
+        if self.advantage in ("grpo", "gigpo") and self.kl_mode == "k1_reward" and self.kl_coef > 0:
+            # Per-token KL summed into the episode return before group normalisation rewards
+            # short answers (fewer tokens, less penalty) and mixes KL into the group statistics.
+            raise ValueError(
+                f"advantage={self.advantage!r} with kl_mode='k1_reward' puts per-token KL into the "
+                "episode return before group normalisation (it favours short answers); use "
+                "kl_mode='k3_loss' (KL in the loss) or kl_mode='none'"
+            )
+        if self.max_tokens_per_microbatch is not None:
+            if self.max_tokens_per_microbatch < 1:
+                raise ValueError(
+                    f"max_tokens_per_microbatch must be >= 1 or None, got {self.max_tokens_per_microbatch}"
+                )
+            if self.max_packed_tokens is not None and self.max_packed_tokens > self.max_tokens_per_microbatch:
+                raise ValueError(
+                    f"max_packed_tokens ({self.max_packed_tokens}) must be <= max_tokens_per_microbatch "
+                    f"({self.max_tokens_per_microbatch}): an episode must fit in one micro-batch"
+                )
+        if self.log_ratio_clamp is not None and self.log_ratio_clamp <= 0:
+            raise ValueError(f"log_ratio_clamp must be > 0 or None, got {self.log_ratio_clamp}")
+        if self.dual_clip is not None and self.dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1 or None, got {self.dual_clip}")
+
+    @property
+    def old_logprobs_source(self) -> str:
+        """``old_logprobs`` with ``"auto"`` resolved: ``"recompute"`` when training runs in another
+        precision than sampling (bf16 autocast vs the fp32 sampler), else ``"rollout"``.
+
+        >>> PPOConfig(dtype="bfloat16").old_logprobs_source, PPOConfig().old_logprobs_source
+        ('recompute', 'rollout')
+        """
+        if self.old_logprobs != "auto":
+            return self.old_logprobs
+        return "recompute" if self.dtype != "float32" else "rollout"
 
     @property
     def uses_critic(self) -> bool:

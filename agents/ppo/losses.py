@@ -87,21 +87,48 @@ def policy_loss(
     mask: torch.Tensor,
     clip_ratio: float,
     denominator: Any = None,
+    *,
+    log_ratio_clamp: float | None = 20.0,
+    dual_clip: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate ``-min(r A, clip(r, 1-e, 1+e) A)``, token-level mean.
 
+    ``log_ratio_clamp`` bounds ``log r`` to ``[-c, c]`` before ``exp`` (one outlier token, e.g. a
+    sampler/trainer mismatch of 1e4 nats, would otherwise make the loss and gradients inf/NaN; a
+    clamped token gets no gradient, as a clipped one). ``dual_clip`` (``c > 1``, Ye et al. 2020)
+    caps the loss of negative-advantage tokens at ``-c A``: a huge ratio on a bad action cannot
+    dominate the batch.
+
     Returns the loss and token sums for metrics: ``clipped`` (tokens where the clipped term was
-    taken), ``approx_kl`` (k3 of new vs old), and ``ratio``.
+    taken), ``dual_clipped`` (tokens capped by the dual clip), ``approx_kl`` (k3 of new vs old), and
+    ``ratio``.
+
+    >>> import pytest; torch = pytest.importorskip("torch")
+    >>> lp, old = torch.tensor([[0.0, 0.0]]), torch.tensor([[-1e4, 0.0]])
+    >>> loss, _ = policy_loss(lp, old, torch.tensor([[-1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool), 0.2)
+    >>> bool(torch.isfinite(loss))
+    True
     """
     torch = _torch()
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
     log_ratio = torch.where(mask, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    if log_ratio_clamp is not None:
+        log_ratio = log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask, denominator)
+    token_loss = torch.maximum(unclipped, clipped)
+    dual = torch.zeros_like(token_loss, dtype=torch.bool)
+    if dual_clip is not None:
+        cap = -advantages * dual_clip  # > 0 where A < 0
+        dual = (advantages < 0) & (token_loss > cap)
+        token_loss = torch.where(dual, cap, token_loss)
+    loss = masked_mean(token_loss, mask, denominator)
     with torch.no_grad():
         stats = {
             "clipped": masked_sum((clipped > unclipped).float(), mask),
+            "dual_clipped": masked_sum(dual.float(), mask),
             "approx_kl": masked_sum(ratio - 1.0 - log_ratio, mask),
             "ratio": masked_sum(ratio, mask),
         }

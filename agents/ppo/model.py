@@ -2,7 +2,9 @@
 
 The decoder runs once over the packed batch (additive float mask, rollout position ids), then
 the LM head is applied only to the hidden states that predict a loss token (``pred_index``),
-so a large vocabulary never costs ``[B, S, V]`` logits. Values are read at the same positions:
+so a large vocabulary never costs ``[B, S, V]`` logits; those ``N`` loss positions are then
+taken ``logprob_chunk`` at a time (:func:`chunked_logprobs`), each chunk's ``[C, V]`` fp32 logits
+recomputed in the backward pass instead of kept, so ``[N, V]`` never exists whole. Values are read at the same positions:
 the value of the state in which a token was generated. One module means DDP/FSDP wrap the
 whole step and see every parameter used in ``forward``.
 
@@ -25,16 +27,76 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mem1_envs.trajectory_torch import model_inputs
 
-__all__ = ["ActorCritic", "decoder_and_head"]
+__all__ = ["ActorCritic", "chunked_logprobs", "decoder_and_head"]
 
 
 def decoder_and_head(model: Any) -> tuple[nn.Module, nn.Module]:
     """The base decoder and the LM head of a Hugging Face causal LM (also under peft)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
+
+
+def _chunk_logprobs(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, need_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = head(hidden).float() / temperature  # [C, V]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    chosen = logp_all.gather(-1, targets[:, None])[:, 0]
+    if not need_entropy:
+        return chosen, chosen.new_zeros(())
+    return chosen, -(logp_all.exp() * logp_all).sum(-1)
+
+
+def chunked_logprobs(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    chunk: int = 1024,
+    need_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``log_softmax(head(hidden) / T)[targets]`` and the entropy, ``chunk`` rows at a time.
+
+    ``hidden`` is ``[N, H]`` (one row per loss token). With gradients on, each chunk runs under
+    ``torch.utils.checkpoint``: only its ``[C, H]`` input is kept and its ``[C, V]`` logits are
+    recomputed in the backward pass, so the peak is one chunk's logits, not ``N x V``.
+
+    >>> head = nn.Linear(4, 10)
+    >>> hidden, targets = torch.randn(5, 4), torch.tensor([1, 2, 3, 4, 5])
+    >>> whole, _ = chunked_logprobs(head, hidden, targets, chunk=5)
+    >>> parts, _ = chunked_logprobs(head, hidden, targets, chunk=2)
+    >>> bool(torch.allclose(whole, parts))
+    True
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    grad = torch.is_grad_enabled() and (
+        hidden.requires_grad or any(p.requires_grad for p in head.parameters())
+    )
+    chosen, entropies = [], []
+    for start in range(0, hidden.shape[0], chunk):
+        args = (
+            head,
+            hidden[start : start + chunk],
+            targets[start : start + chunk],
+            temperature,
+            need_entropy,
+        )
+        if grad:
+            logp, entropy = checkpoint(_chunk_logprobs, *args, use_reentrant=False)
+        else:
+            logp, entropy = _chunk_logprobs(*args)
+        chosen.append(logp)
+        entropies.append(entropy)
+    if not chosen:  # no loss token in the batch
+        empty = hidden.new_zeros((0,), dtype=torch.float32)
+        return empty, empty if need_entropy else None
+    return torch.cat(chosen), torch.cat(entropies) if need_entropy else None
 
 
 class ActorCritic(nn.Module):
@@ -45,15 +107,24 @@ class ActorCritic(nn.Module):
         critic: ``"value_head"``, ``"separate"`` or ``"none"``.
         critic_model: for ``"separate"``: a causal LM whose decoder becomes the critic trunk.
         temperature: log-probs are of ``logits / temperature`` (as the sampler's).
+        logprob_chunk: loss tokens per chunk of the LM head + log-softmax (:func:`chunked_logprobs`).
     """
 
     def __init__(
-        self, policy: Any, critic: str = "value_head", critic_model: Any = None, temperature: float = 1.0
+        self,
+        policy: Any,
+        critic: str = "value_head",
+        critic_model: Any = None,
+        temperature: float = 1.0,
+        logprob_chunk: int = 1024,
     ):
         super().__init__()
+        if logprob_chunk < 1:
+            raise ValueError(f"logprob_chunk must be >= 1, got {logprob_chunk}")
         self.policy = policy
         self.critic_kind = critic
         self.temperature = temperature
+        self.logprob_chunk = logprob_chunk
         hidden = policy.config.hidden_size
         self.critic_trunk: nn.Module | None = None
         self.value_head: nn.Module | None = None
@@ -77,15 +148,21 @@ class ActorCritic(nn.Module):
         rows, positions = loss_mask.nonzero(as_tuple=True)
         sources = batch["pred_index"].to(hidden.device)[rows, positions]
         targets = batch["input_ids"].to(hidden.device)[rows, positions]
-        logits = head(hidden[rows, sources]).float() / self.temperature  # [N, V]: loss tokens only
-        logp_all = torch.log_softmax(logits, dim=-1)
+        chosen, entropies = chunked_logprobs(  # loss tokens only, [N]
+            head,
+            hidden[rows, sources],
+            targets,
+            temperature=self.temperature,
+            chunk=self.logprob_chunk,
+            need_entropy=need_entropy,
+        )
         shape = loss_mask.shape
         logprobs = hidden.new_zeros(shape, dtype=torch.float32)
-        logprobs = logprobs.index_put((rows, positions), logp_all.gather(-1, targets[:, None])[:, 0])
+        logprobs = logprobs.index_put((rows, positions), chosen)
         out = {"logprobs": logprobs}
         entropy = hidden.new_zeros(shape, dtype=torch.float32)
-        if need_entropy:
-            entropy = entropy.index_put((rows, positions), -(logp_all.exp() * logp_all).sum(-1))
+        if entropies is not None:
+            entropy = entropy.index_put((rows, positions), entropies)
         out["entropy"] = entropy
         values = hidden.new_zeros(shape, dtype=torch.float32)
         if self.value_head is not None:

@@ -2,18 +2,21 @@
 
 Each step::
 
-    1. rollout   every rank plays its share of the batch's prompts (batched generation)
+    1. rollout   every rank plays its share of the batch's prompts (batched generation; under
+                 FSDP2 on a rank-local copy gathered once, so no collective while generating)
     2. score     one exact packed forward: current log-probs (the rollout-vs-training gap),
                  values, and the frozen reference's log-probs
     3. advantage k1 KL in the reward (MEM1) or not, then GAE / turn-level / GRPO / GiGPO,
                  whitened over the global batch
-    4. update    per mini-batch: micro-batches accumulate a token-level loss normalised by the
-                 global token count (so 1 rank == N ranks on the same batch), one clipped
-                 optimizer step; NaN/inf stops the run with the batch saved
-    5. log/save  metrics to JSONL (+TensorBoard), checkpoint with RNG states and step
+    4. update    per mini-batch: micro-batches (so many episodes, or a token budget with several
+                 packed episodes per row; every rank runs as many) accumulate a token-level loss
+                 normalised by the global token count (so 1 rank == N ranks on the same batch),
+                 one clipped optimizer step; NaN/inf stops the run with the batch saved
+    5. log/save  metrics to JSONL (+TensorBoard), sharded checkpoint (DCP) with RNG states and step
 
-Run it with ``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for
-data parallel: gloo on CPU, NCCL on GPU).
+Models, sharding and the optimizer are built by :mod:`agents.ppo.setup`. Run it with
+``scripts/train_ppo.py`` (``torchrun --nproc_per_node=N scripts/train_ppo.py`` for data
+parallel: gloo on CPU, NCCL on GPU).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import dataclasses
 import json
 import os
 import pickle
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,30 +37,16 @@ import torch.distributed as dist
 
 import mem1_envs  # noqa: F401 - registers the env ids
 from agents.llm_policy import GenerationConfig, LLMPolicy
+from agents.ppo import checkpoint, setup
 from agents.ppo import losses as L
 from agents.ppo.buffer import RolloutBuffer
+from agents.ppo.checkpoint import rng_state, set_rng_state
 from agents.ppo.config import PPOConfig
 from agents.ppo.metrics import MetricsLogger
-from agents.ppo.model import ActorCritic
 from agents.rollout import Episode, collect
 from mem1_envs.trajectory import RolloutRecord
 
 __all__ = ["PPOTrainer", "rng_state", "set_rng_state"]
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class PPOTrainer:
@@ -68,7 +56,7 @@ class PPOTrainer:
     """
 
     def __init__(self, config: PPOConfig, policy_path: str | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.config = config
         # -- distribution ----------------------------------------------------------------------
@@ -89,7 +77,7 @@ class PPOTrainer:
                 f"prompts per step ({prompts}) and mini_batch_episodes ({config.mini_batch_episodes}) "
                 f"must divide by the number of processes ({self.world})"
             )
-        # -- models ----------------------------------------------------------------------------
+        # -- models and optimisation (agents/ppo/setup.py) ------------------------------------
         path = policy_path or config.model
         if path in (None, "tiny"):
             from agents.tiny_model import default_tiny_model
@@ -97,82 +85,14 @@ class PPOTrainer:
             path = default_tiny_model()
         self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        torch.manual_seed(config.seed)  # identical value-head init on every rank
-        attention = {"attn_implementation": "flex_attention"} if config.attention == "flex" else {}
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
-        self.lora = config.lora_r > 0
-        if self.lora:
-            try:
-                from peft import LoraConfig, get_peft_model
-            except ImportError as error:  # pragma: no cover - depends on the install
-                raise ImportError("LoRA needs peft: pip install mem1-envs[lora]") from error
-            policy = get_peft_model(
-                policy, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear")
-            )
-        if config.gradient_checkpointing:
-            # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.
-            enable = (
-                getattr(policy, "activation_checkpointing_enable", None)
-                or policy.gradient_checkpointing_enable
-            )
-            enable()
-            policy.config.use_cache = False
-        critic_model = None
-        if config.uses_critic and config.critic == "separate":
-            critic_model = AutoModelForCausalLM.from_pretrained(
-                config.critic_model or path, dtype=torch.float32
-            )
-        self.core = ActorCritic(
-            policy,
-            critic=config.critic if config.uses_critic else "none",
-            critic_model=critic_model,
-            temperature=config.temperature,
-        ).to(self.device)
-        self.reference: ActorCritic | None = None
-        if config.kl_mode != "none" and config.kl_coef > 0 and not self.lora:
-            reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **attention)
-            # The same selective packed forward as the policy's (LM head on loss positions only).
-            self.reference = ActorCritic(reference, critic="none", temperature=config.temperature).to(
-                self.device
-            )
-            self.reference.eval().requires_grad_(False)
-        self.module: torch.nn.Module = self.core
-        if self.world > 1:
-            if config.distributed == "ddp":
-                from torch.nn.parallel import DistributedDataParallel
-
-                self.module = DistributedDataParallel(
-                    self.core, device_ids=[self.device] if use_cuda else None
-                )
-            else:
-                from torch.distributed.fsdp import fully_shard
-
-                for layer in getattr(self.core.policy.get_decoder(), "layers", []):
-                    fully_shard(layer)
-                fully_shard(self.core)
-                # One tiny forward through the root initialises FSDP's state as a whole; otherwise
-                # generate() (which calls the layers, not the root) makes each layer its own root.
-                from mem1_envs.trajectory import pack_exact
-                from mem1_envs.trajectory_torch import collate
-
-                with torch.no_grad():
-                    self.core(collate([pack_exact([0], [([], [0])])], device=self.device))
-                self.core.reshard()  # the root stays gathered after a forward: the optimizer needs the shards
-        # -- optimisation ----------------------------------------------------------------------
-        critic_params = [
-            p for n, p in self.core.named_parameters() if not n.startswith("policy.") and p.requires_grad
-        ]
-        actor_params = [
-            p for n, p in self.core.named_parameters() if n.startswith("policy.") and p.requires_grad
-        ]
-        groups = [{"params": actor_params, "lr": config.actor_lr}]
-        if critic_params:
-            groups.append({"params": critic_params, "lr": config.critic_lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        warmup = max(config.warmup_steps, 0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda n: min(1.0, (n + 1) / warmup) if warmup else 1.0
+        models = setup.build_models(config, path, self.device, self.world)
+        self.core, self.reference, self.module, self.lora = (
+            models.core,
+            models.reference,
+            models.module,
+            models.lora,
         )
+        self.optimizer, self.scheduler = setup.build_optimizer(config, self.core)
         # -- environments and sampler ----------------------------------------------------------
         self.envs = [gym.make(config.env_id, **config.env_options()) for _ in range(config.num_envs)]
         self.sampler = LLMPolicy(
@@ -221,26 +141,45 @@ class PPOTrainer:
 
     # -- 1. rollout --------------------------------------------------------------------------
     def rollout(self, step: int) -> tuple[list[Episode], list[int], float]:
+        """This rank's episodes of ``step``: no collective while generating (see :meth:`_generation_model`)."""
         seeds, groups = self.prompt_seeds(step)
         start = time.perf_counter()
-        self.core.eval()
-        with self._gathered():
+        with self._generation_model(self.sampler):
             episodes = collect(self.envs, self.sampler, seeds)
-        self.core.train()
         return episodes, groups, time.perf_counter() - start
 
     @contextlib.contextmanager
-    def _gathered(self) -> Any:
-        """Under FSDP2, ``generate`` bypasses the root module's forward hooks: gather the root's
-        own parameters (embeddings, final norm, head) for it; decoder layers gather themselves."""
-        sharded = self.world > 1 and self.config.distributed == "fsdp2"
-        if sharded:
-            self.core.unshard()
+    def _generation_model(self, sampler: LLMPolicy) -> Any:
+        """Point ``sampler`` at the model to generate with for one rollout.
+
+        Under FSDP2 generating through the sharded policy would all-gather every layer at every
+        decoding step, a collective per step: a rank with shorter episodes would reach the next
+        collective while another still generates, and both would hang. Instead the shards are
+        gathered once, parameter by parameter, into a rank-local copy in the config's dtype
+        (:func:`agents.ppo.setup.generation_copy`; 7B in bf16: 15.2 GB while it lives), the ranks
+        generate independently, and the copy is freed before the update. Otherwise the policy
+        itself generates (DDP never syncs outside its own forward)."""
+        self.optimizer.zero_grad(set_to_none=True)  # the last step's gradients are dead weight here
+        model: Any = self.core.policy
+        if self._fsdp:
+            dtype = torch.bfloat16 if self.config.dtype == "bfloat16" else torch.float32
+            model = setup.generation_copy(self.core.policy, dtype, self.device)
+        backend = sampler.backend
+        saved = sampler.model, getattr(backend, "model", None)
+        sampler.model = model
+        if saved[1] is not None:
+            backend.model = model
+        self.core.eval()
         try:
-            yield
+            yield model
         finally:
-            if sharded:
-                self.core.reshard()
+            self.core.train()
+            sampler.model = saved[0]
+            if saved[1] is not None:
+                backend.model = saved[1]
+            del model
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # -- 2. score ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -270,7 +209,7 @@ class PPOTrainer:
         masks = buffer.loss_masks
         rollout = buffer.arrays["rollout_logprobs"]
         gap = np.concatenate([np.abs(r - cur)[m] for r, cur, m in zip(rollout, current, masks, strict=True)])
-        buffer.arrays["old_logprobs"] = rollout if c.old_logprobs == "rollout" else current
+        buffer.arrays["old_logprobs"] = rollout if c.old_logprobs_source == "rollout" else current
         buffer.arrays["ref_logprobs"] = reference
         buffer.arrays["values"] = values
         k1 = np.concatenate(
@@ -307,10 +246,12 @@ class PPOTrainer:
         if c.whiten_advantages and c.advantage in ("gae", "turn"):
             buffer.whiten("advantages", self.all_reduce)
         local_mini = c.mini_batch_episodes // self.world
-        sums = {k: 0.0 for k in ("pg", "vf", "entropy", "clipped", "approx_kl", "vf_clipped", "k3", "tokens")}
+        keys = ("pg", "vf", "entropy", "clipped", "dual_clipped", "approx_kl", "vf_clipped", "k3", "tokens")
+        sums = dict.fromkeys(keys, 0.0)
         grad_norms: list[float] = []
         update_start = time.perf_counter()
         forwarded = 0
+        calls = padding = 0
         order_rng = np.random.default_rng([c.seed, step])
         for _epoch in range(c.ppo_epochs):
             order = (
@@ -320,22 +261,34 @@ class PPOTrainer:
             )
             for mini_start in range(0, len(buffer), local_mini):
                 mini = [int(i) for i in order[mini_start : mini_start + local_mini]]
+                micro = buffer.micro_batches(
+                    mini, episodes=c.micro_batch_episodes, max_tokens=c.max_tokens_per_microbatch
+                )
                 local_tokens = sum(int(buffer.packed[i].loss_mask.sum()) for i in mini)
                 global_tokens = float(self.all_reduce(np.array([local_tokens], np.float64))[0])
+                # Token budgets give ranks different numbers of micro-batches, but every rank must
+                # run as many forward/backward passes (FSDP gathers and reduces in each): the
+                # shorter ranks add zero-loss passes over their shortest episode.
+                n_calls = len(micro)
+                if c.max_tokens_per_microbatch is not None:  # episode counts are equal by construction
+                    n_calls = self._max_over_ranks(n_calls)
+                padding += n_calls - len(micro)
+                calls += n_calls
                 # DDP averages gradients over ranks; each rank's share of the global token mean
                 # is multiplied back by the world size so the sum is the one-process loss.
                 denominator = global_tokens / self.world
                 self.optimizer.zero_grad(set_to_none=True)
-                micro_starts = list(range(0, len(mini), c.micro_batch_episodes))
-                for n_micro, micro_start in enumerate(micro_starts):
-                    indices = mini[micro_start : micro_start + c.micro_batch_episodes]
+                for n_micro in range(n_calls):
+                    dummy = n_micro >= len(micro)
+                    rows = [[min(mini, key=lambda i: len(buffer.packed[i]))]] if dummy else micro[n_micro]
                     batch = buffer.collate(
-                        indices, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind
+                        rows, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind
                     )
+                    if dummy:
+                        batch["loss_mask"] = torch.zeros_like(batch["loss_mask"])
                     forwarded += int(batch["lengths"].sum())
-                    last = n_micro == len(micro_starts) - 1
                     sync = contextlib.nullcontext()
-                    if not last and hasattr(self.module, "no_sync"):
+                    if n_micro < n_calls - 1 and hasattr(self.module, "no_sync"):
                         sync = self.module.no_sync()
                     with sync:
                         loss, parts = self._loss(batch, denominator)
@@ -352,8 +305,8 @@ class PPOTrainer:
                 self.optimizer.step()
                 self.scheduler.step()
         update_seconds = time.perf_counter() - update_start
-        totals = self.all_reduce(np.array([sums[k] for k in sorted(sums)] + [forwarded], np.float64))
-        totals_by = dict(zip([*sorted(sums), "forwarded"], totals.tolist(), strict=True))
+        totals = self.all_reduce(np.array([sums[k] for k in sorted(sums)] + [forwarded, padding], np.float64))
+        totals_by = dict(zip([*sorted(sums), "forwarded", "padding"], totals.tolist(), strict=True))
         tokens = max(totals_by["tokens"], 1.0)
         masks = buffer.loss_masks
         values = np.concatenate([v[m] for v, m in zip(buffer.arrays["values"], masks, strict=True)])
@@ -366,6 +319,7 @@ class PPOTrainer:
             value_loss=totals_by["vf"] / tokens,
             entropy=totals_by["entropy"] / tokens,
             clipfrac=totals_by["clipped"] / tokens,
+            dual_clipfrac=totals_by["dual_clipped"] / tokens,
             approx_kl=totals_by["approx_kl"] / tokens,
             value_clipfrac=totals_by["vf_clipped"] / tokens,
             kl_k3=totals_by["k3"] / tokens,
@@ -374,8 +328,18 @@ class PPOTrainer:
             lr=float(self.scheduler.get_last_lr()[0]),
             train_tokens_per_s=totals_by["forwarded"] / max(update_seconds, 1e-9) / self.world,
             forwarded_tokens_per_generated_token=totals_by["forwarded"] / tokens / max(c.ppo_epochs, 1),
+            micro_batches=float(calls),
+            padding_micro_batches=totals_by["padding"],
         )
         return metrics
+
+    def _max_over_ranks(self, value: int) -> int:
+        """The largest ``value`` of all ranks (itself on one process)."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
 
     def _loss(self, batch: dict[str, Any], denominator: float) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
@@ -383,7 +347,14 @@ class PPOTrainer:
         with self.autocast:
             out = self.module(batch, need_entropy=True)
         pg, pg_stats = L.policy_loss(
-            out["logprobs"], batch["old_logprobs"], batch["advantages"], mask, c.clip_ratio, denominator
+            out["logprobs"],
+            batch["old_logprobs"],
+            batch["advantages"],
+            mask,
+            c.clip_ratio,
+            denominator,
+            log_ratio_clamp=c.log_ratio_clamp,
+            dual_clip=c.dual_clip,
         )
         entropy = L.masked_mean(out["entropy"], mask, denominator)
         loss = pg - c.entropy_coef * entropy
@@ -417,96 +388,62 @@ class PPOTrainer:
             )
         raise FloatingPointError(f"non-finite training signal at step {step} ({why}); batch saved to {path}")
 
-    # -- 5. checkpoints ----------------------------------------------------------------------
+    # -- 5. checkpoints (agents/ppo/checkpoint.py) -------------------------------------------
     @property
-    def checkpoint_path(self) -> str:
-        return os.path.join(self.config.out_dir, "checkpoint.pt")
-
-    def _model_state(self) -> dict[str, Any]:
-        if self.world > 1 and self.config.distributed == "fsdp2":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            return get_model_state_dict(
-                self.core, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
-        return {k: v.detach().cpu() for k, v in self.core.state_dict().items()}
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.config.out_dir, "checkpoints")
 
     @property
     def _fsdp(self) -> bool:
         return self.world > 1 and self.config.distributed == "fsdp2"
 
-    def _optimizer_state(self) -> dict[str, Any]:
-        """The optimizer state; under FSDP2 gathered in full (a collective), as the model's."""
-        if self._fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    def _model_state(self) -> dict[str, Any]:
+        """The full model state on CPU (gathered under FSDP2, a collective): for tests/self-checks."""
+        return checkpoint.full_model_state(self.core, sharded=self._fsdp)
 
-            return get_optimizer_state_dict(
-                self.core, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
-        return self.optimizer.state_dict()
-
-    def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler, step (the data position) and every rank's RNG states."""
-        states: list[Any] = [rng_state()]
-        if self.world > 1:
-            states = [None] * self.world
-            dist.all_gather_object(states, rng_state())
-        model_state = self._model_state()
-        optimizer_state = self._optimizer_state()
-        if self.is_main:
-            os.makedirs(self.config.out_dir, exist_ok=True)
-            payload = {
-                "model": model_state,
-                "optimizer": optimizer_state,
-                "scheduler": self.scheduler.state_dict(),
-                "step": self.step,
-                "rng": states,
-                "config": dataclasses.asdict(self.config),
-                "model_path": self.model_path,
-                "reference": "initial policy" if self.config.kl_mode != "none" else None,
-            }
-            tmp = self.checkpoint_path + ".tmp"
-            torch.save(payload, tmp)
-            os.replace(tmp, self.checkpoint_path)
-        if self.world > 1:
-            dist.barrier()
+    def save_checkpoint(self) -> str:
+        """Sharded model + optimizer (DCP), scheduler, step (the data position), every rank's RNG."""
+        meta = {
+            "config": dataclasses.asdict(self.config),
+            "model_path": self.model_path,
+            "world": self.world,
+            "reference": "initial policy" if self.config.kl_mode != "none" else None,
+        }
+        return checkpoint.save(
+            self.checkpoint_dir,
+            self.core,
+            self.optimizer,
+            self.scheduler,
+            step=self.step,
+            meta=meta,
+            keep=self.config.keep_checkpoints,
+        )
 
     def load_checkpoint(self, path: str | None = None) -> bool:
-        """Resume from ``path`` (default: the run's checkpoint); False when there is none."""
-        path = path or self.checkpoint_path
-        if not os.path.exists(path):
+        """Resume from ``path`` (default: the run's latest checkpoint, else an old
+        ``<out_dir>/checkpoint.pt``); False when there is none."""
+        if path is None:
+            path = self.checkpoint_dir
+            legacy = os.path.join(self.config.out_dir, "checkpoint.pt")
+            if checkpoint.latest_checkpoint(path) is None and os.path.exists(legacy):
+                path = legacy
+        state = checkpoint.load(path, self.core, self.optimizer, self.scheduler, sharded=self._fsdp)
+        if state is None:
             return False
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if self._fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-                set_optimizer_state_dict,
-            )
-
-            options = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.core, payload["model"], options=options)
-            set_optimizer_state_dict(self.core, self.optimizer, payload["optimizer"], options=options)
-        else:
-            self.core.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.step = int(payload["step"])
-        set_rng_state(payload["rng"][self.rank if len(payload["rng"]) > self.rank else 0])
+        self.step = int(state["step"])
         return True
 
     def save_policy(self, folder: str | None = None) -> str:
-        """``save_pretrained`` the policy (LoRA merged) and tokenizer: loadable by evaluate.py."""
+        """The policy (LoRA merged) and tokenizer as a ``from_pretrained`` folder (evaluate.py).
+
+        Under FSDP2 rank 0 writes it from parameters gathered one at a time (a collective)."""
         folder = folder or os.path.join(self.config.out_dir, "policy")
-        if self.world > 1 and self.config.distributed == "fsdp2":
-            full = self._model_state()  # a collective: every rank gathers, rank 0 writes
-            if self.is_main:
-                if self.lora:
-                    raise NotImplementedError("saving a merged LoRA policy under FSDP2 is not supported")
-                state = {k[len("policy.") :]: v for k, v in full.items() if k.startswith("policy.")}
-                self.core.policy.save_pretrained(folder, state_dict=state)
-                self.tokenizer.save_pretrained(folder)
-        elif self.is_main:
+        if self._fsdp:
+            if self.lora:  # before any collective, on every rank
+                raise NotImplementedError("saving a merged LoRA policy under FSDP2 is not supported")
+            checkpoint.save_hf_policy(self.core.policy, folder, tokenizer=self.tokenizer)
+            return folder
+        if self.is_main:
             policy = self.core.policy
             if self.lora:
                 policy = policy.merge_and_unload()
@@ -519,10 +456,13 @@ class PPOTrainer:
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, seeds: Sequence[int], greedy: bool = True) -> dict[str, float]:
-        """Mean reward/EM/F1 on held-out (``split="test"``) episodes; RNG state left untouched."""
+        """Mean reward/EM/F1 on held-out (``split="test"``) episodes; RNG state left untouched.
+
+        The seeds are split across ranks (rank ``r`` plays ``seeds[r::world]``, any count) and the
+        sums are reduced once at the end, so ranks never wait on each other mid-evaluation."""
         c = self.config
+        mine = list(seeds)[self.rank :: self.world]
         kwargs = {**c.env_options(), "split": "test"}
-        envs = [gym.make(c.env_id, **kwargs) for _ in range(min(c.num_envs, len(seeds)))]
         policy = LLMPolicy(
             self.core.policy,
             self.tokenizer,
@@ -535,16 +475,26 @@ class PPOTrainer:
             ),
         )
         saved = rng_state()
-        self.core.eval()
-        with self._gathered():
-            episodes = collect(envs, policy, list(seeds), generation_seed=c.seed)
-        self.core.train()
+        episodes: list[Episode] = []
+        with self._generation_model(policy):  # collective under FSDP2: every rank enters, even with no seed
+            if mine:
+                envs = [gym.make(c.env_id, **kwargs) for _ in range(min(c.num_envs, len(mine)))]
+                episodes = collect(envs, policy, mine, generation_seed=c.seed)
+                for env in envs:
+                    env.close()
         set_rng_state(saved)
-        return {
-            "eval_reward": float(np.mean([e.reward for e in episodes])),
-            "eval_em": float(np.mean([e.em for e in episodes])),
-            "eval_f1": float(np.mean([e.f1 for e in episodes])),
-        }
+        sums = np.array(
+            [
+                sum(e.reward for e in episodes),
+                sum(e.em for e in episodes),
+                sum(e.f1 for e in episodes),
+                len(episodes),
+            ],
+            np.float64,
+        )
+        total = self.all_reduce(sums)
+        n = max(total[3], 1.0)
+        return {"eval_reward": total[0] / n, "eval_em": total[1] / n, "eval_f1": total[2] / n}
 
     # -- the loop ----------------------------------------------------------------------------
     def train(self, *, resume: bool = False, stop_after: int | None = None) -> list[dict[str, float]]:
