@@ -83,10 +83,16 @@ def collect(
     options: Sequence[dict[str, Any] | None] | None = None,
     generation_seed: int | None = None,
 ) -> list[Episode]:
-    """Play one episode per seed (in waves of ``len(envs)``); returns them in seed order.
+    """Play one episode per seed; returns them in seed order.
 
     ``policy`` is an :class:`agents.llm_policy.LLMPolicy` (anything with ``encode`` and a batched
-    ``generate``). ``generation_seed`` seeds torch's sampler once before the first wave.
+    ``generate``). ``generation_seed`` seeds torch's sampler once before the first episode.
+
+    With the Hugging Face backend, episodes run in waves of ``len(envs)``, one batched
+    ``generate`` per turn. With an engine backend that takes single requests (``submit``/``poll``,
+    see :mod:`agents.engines`), every episode runs on its own: its next turn is requested as soon
+    as its observation exists and a free environment starts the next seed at once, so no episode
+    waits for the slowest row of a turn.
     """
     envs = unwrap_envs(envs)
     if options is not None and len(options) != len(seeds):
@@ -95,6 +101,9 @@ def collect(
         import torch
 
         torch.manual_seed(generation_seed)
+    backend = getattr(policy, "backend", None)
+    if hasattr(backend, "submit") and hasattr(backend, "poll"):
+        return _play_streaming(envs, policy, list(seeds), options)
     episodes: list[Episode] = []
     for start in range(0, len(seeds), len(envs)):
         wave = list(range(start, min(start + len(envs), len(seeds))))
@@ -107,60 +116,108 @@ def collect(
     return episodes
 
 
+class _Playing:
+    """One episode in progress: its env, what it saw, what the model produced."""
+
+    def __init__(self, env: Any, seed: int | None, option: dict[str, Any] | None, slot: int = 0):
+        self.env, self.seed, self.slot = env, seed, slot
+        self.observation, self.info = env.reset(seed=seed, options=option)
+        self.prompt = task_prompt(self.info)
+        self.prompt_ids: np.ndarray = np.zeros(0, np.int64)
+        self.turns: list[TurnRecord] = []
+        self.texts: list[str] = []
+        self.reward = 0.0
+        self.peak = 0
+
+    def next_input(self, policy: Any) -> tuple[np.ndarray, np.ndarray]:
+        ids, context = policy.encode(self.prompt, self.observation)
+        self.prompt_ids = ids
+        return ids, context
+
+    def play(self, context: np.ndarray, out: Any) -> bool:
+        """Step the env with one response; True when the episode has ended."""
+        observation, reward, terminated, truncated, info = self.env.step(out.text)
+        # Each turn's reward sits on its last generated token (the task reward on the last turn's).
+        self.turns.append(TurnRecord(context, out.token_ids, old_logprobs=out.logprobs, reward=float(reward)))
+        self.texts.append(out.text)
+        self.peak = max(self.peak, len(self.prompt_ids) + len(context) + len(out.token_ids))
+        self.reward += float(reward)
+        self.observation, self.info = observation, info
+        return bool(terminated or truncated)
+
+    def episode(self) -> Episode:
+        info = self.info
+        return Episode(
+            record=RolloutRecord(self.prompt_ids, self.turns),
+            seed=self.seed,
+            reward=self.reward,
+            em=float(np.sum(info.get("em", [0.0]))),
+            f1=float(np.sum(info.get("f1", [0.0]))),
+            turns=len(self.turns),
+            peak_model_tokens=self.peak,
+            generated_tokens=sum(len(t.generated_ids) for t in self.turns),
+            info=info,
+            texts=self.texts,
+        )
+
+
 def _play_wave(
     envs: list[Any], policy: Any, seeds: list[int | None], options: list[dict[str, Any] | None]
 ) -> list[Episode]:
-    observations, infos, prompts = [], [], []
-    for env, seed, option in zip(envs, seeds, options, strict=True):
-        observation, info = env.reset(seed=seed, options=option)
-        observations.append(observation)
-        infos.append(info)
-        prompts.append(task_prompt(info))
-    turns: list[list[TurnRecord]] = [[] for _ in envs]
-    texts: list[list[str]] = [[] for _ in envs]
-    rewards = [0.0] * len(envs)
-    peaks = [0] * len(envs)
-    prompt_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * len(envs)
+    playing = [_Playing(env, seed, option) for env, seed, option in zip(envs, seeds, options, strict=True)]
     active = list(range(len(envs)))
     while active:
-        inputs = []
-        for i in active:
-            ids, context = policy.encode(prompts[i], observations[i])
-            prompt_ids[i] = ids
-            inputs.append((ids, context))
+        inputs = [playing[i].next_input(policy) for i in active]
         generations = policy.generate(inputs)
-        still = []
-        for i, (ids, context), out in zip(active, inputs, generations, strict=True):
-            observation, reward, terminated, truncated, info = envs[i].step(out.text)
-            # Each turn's reward sits on its last generated token (the task reward on the last turn's).
-            turns[i].append(
-                TurnRecord(context, out.token_ids, old_logprobs=out.logprobs, reward=float(reward))
-            )
-            texts[i].append(out.text)
-            peaks[i] = max(peaks[i], len(ids) + len(context) + len(out.token_ids))
-            rewards[i] += float(reward)
-            observations[i], infos[i] = observation, info
-            if not (terminated or truncated):
-                still.append(i)
-        active = still
-    episodes = []
-    for i, seed in enumerate(seeds):
-        info = infos[i]
-        episodes.append(
-            Episode(
-                record=RolloutRecord(prompt_ids[i], turns[i]),
-                seed=seed,
-                reward=rewards[i],
-                em=float(np.sum(info.get("em", [0.0]))),
-                f1=float(np.sum(info.get("f1", [0.0]))),
-                turns=len(turns[i]),
-                peak_model_tokens=peaks[i],
-                generated_tokens=sum(len(t.generated_ids) for t in turns[i]),
-                info=info,
-                texts=texts[i],
-            )
-        )
-    return episodes
+        active = [
+            i
+            for i, (_, context), out in zip(active, inputs, generations, strict=True)
+            if not playing[i].play(context, out)
+        ]
+    return [p.episode() for p in playing]
+
+
+def _play_streaming(
+    envs: list[Any], policy: Any, seeds: list[int | None], options: Sequence[dict[str, Any] | None] | None
+) -> list[Episode]:
+    """Episodes as independent request chains on an engine backend (see :func:`collect`).
+
+    Each request's sampling seed comes from one base seed drawn from torch's generator and the
+    (episode, turn) it belongs to, so results do not depend on the order requests finish in.
+    """
+    import torch
+
+    backend = policy.backend
+    base = int(torch.randint(0, 2**31 - 1, ()).item())
+    free = list(range(len(envs)))
+    waiting = list(range(len(seeds)))
+    playing: dict[int, _Playing] = {}
+    contexts: dict[int, np.ndarray] = {}
+    done: dict[int, Episode] = {}
+
+    def send(index: int) -> None:
+        ids, context = playing[index].next_input(policy)
+        contexts[index] = context
+        seed = int(np.random.SeedSequence([base, index, len(playing[index].turns)]).generate_state(1)[0] >> 1)
+        backend.submit(index, np.concatenate([ids, context]), policy.generation, policy.stop_strings, seed)
+
+    def start_next() -> None:
+        while free and waiting:
+            index, slot = waiting.pop(0), free.pop(0)
+            playing[index] = _Playing(envs[slot], seeds[index], options[index] if options else None, slot)
+            send(index)
+
+    start_next()
+    while playing:
+        for index, out in backend.poll():
+            if playing[index].play(contexts.pop(index), out):
+                finished = playing.pop(index)
+                done[index] = finished.episode()
+                free.append(finished.slot)
+            else:
+                send(index)
+        start_next()
+    return [done[i] for i in range(len(seeds))]
 
 
 def timed_collect(*args: Any, **kwargs: Any) -> tuple[list[Episode], float]:

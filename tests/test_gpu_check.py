@@ -1,5 +1,5 @@
-"""scripts/gpu_check.sh: its CPU fallback (tiny model) runs every step and prints every figure,
-with the interpreter it is given, never a ``.venv/bin/python`` it happens to find."""
+"""scripts/gpu_check.sh: its CPU fallback (tiny model, fake engine) runs every step and prints
+every figure, with the interpreter it is given, never a ``.venv/bin/python`` it happens to find."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_gpu_check_cpu_fallback_prints_every_figure():
     # The interpreter running the tests has torch; pass it, whatever .venv the checkout holds.
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
     done = subprocess.run(
-        ["bash", SCRIPT, "--cpu"], capture_output=True, text=True, timeout=300, env=env, check=False
+        ["bash", SCRIPT, "--cpu"], capture_output=True, text=True, timeout=400, env=env, check=False
     )
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]
@@ -71,3 +71,13 @@ def test_gpu_check_cpu_fallback_prints_every_figure():
     assert errors is not None
     assert float(errors.group(2)) < 1e-4  # exact packing in fp32
     assert float(errors.group(1)) < 0.1
+    # The engine path ran through the fake engine: rollout rates, weight syncs, the mismatch.
+    rollout = re.search(
+        r"fake engine (\d+) tokens/s \((\d+) tokens\), HF generate (\d+) tokens/s \((\d+) tokens\)", out
+    )
+    assert rollout is not None and int(rollout.group(2)) > 0 and int(rollout.group(4)) > 0
+    sync = re.search(r"weight sync: (\S+) s per sync \((\d+) syncs", out)
+    assert sync is not None and int(sync.group(2)) >= 1 and float(sync.group(1)) > 0
+    mismatch = re.search(r"mismatch \(bf16, generated tokens\): mean (\S+), max (\S+) nats", out)
+    assert mismatch is not None and 0 <= float(mismatch.group(1)) <= float(mismatch.group(2)) < 0.5
+    assert len(re.findall(r"^bar: .*not judged \(CPU fallback, fake engine\)", out, re.M)) == 3

@@ -72,6 +72,37 @@ class PPOConfig:
     bf16 autocast, sampling with the fp32 weights), else ``"rollout"``. With mismatched precisions
     the sampler's values would make the first ratio differ from 1, and k1 KL non-zero, from
     rounding alone. See :attr:`old_logprobs_source`."""
+    # -- inference engine (issue 11: agents/engines) ---------------------------------------------
+    rollout: str = "hf"
+    """Who generates: ``"hf"`` (``generate`` on the training model), ``"vllm"`` (a colocated vLLM
+    engine, ``pip install mem1-envs[gpu]``) or ``"openai"`` (a completions server at ``engine_url``)."""
+    engine_url: str | None = None
+    """``rollout="openai"``: the server's base URL, e.g. ``http://127.0.0.1:8000``."""
+    engine_model: str | None = None
+    """``rollout="openai"``: the served model name (None: the first of ``/v1/models``)."""
+    engine_logprobs: str = "auto"
+    """The engine's log-prob kind: ``"auto"`` (vLLM: the mode equal to ``log_softmax(logits / T)``;
+    a server: its default ``raw_logprobs``), ``"raw_logprobs"`` or ``"processed_logprobs"``."""
+    engine_gpu_memory: float = 0.4
+    """vLLM ``gpu_memory_utilization`` (weights + KV cache, released while the trainer updates)."""
+    engine_max_model_len: int | None = None
+    """vLLM ``max_model_len`` (None: the model's)."""
+    engine_enforce_eager: bool = False
+    """vLLM without CUDA graphs (faster start, slower decoding)."""
+    engine_sleep_level: int = 2
+    """vLLM sleep during the update: 2 (drop weights, they are reloaded), 1 (keep them on CPU), 0 (never)."""
+    engine_weight_sync: str = "none"
+    """``rollout="openai"``: ``"sglang"`` (/update_weights_from_disk), ``"vllm_reload"`` (dev-mode
+    /collective_rpc reload_weights of ``engine_sync_dir``) or ``"none"``."""
+    engine_sync_dir: str | None = None
+    """``rollout="openai"``: folder the bf16 checkpoint is written to for the server to reload."""
+    engine_timeout: float = 600.0
+    """``rollout="openai"``: seconds per request."""
+    engine_retries: int = 3
+    """``rollout="openai"``: retries of a refused, timed-out or 5xx request."""
+    tis_cap: float | None = 2.0
+    """Truncated importance sampling for engine rollouts with ``old_logprobs="recompute"``: each
+    token's PPO term times ``min(exp(trainer - engine log-prob), tis_cap)`` (None: off)."""
     # -- algorithm -----------------------------------------------------------------------------
     advantage: str = "gae"
     """``"gae"`` (token-level), ``"turn"`` (turn-level GAE), ``"grpo"`` or ``"gigpo"``."""
@@ -166,6 +197,28 @@ class PPOConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.rollout not in ("hf", "vllm", "openai"):
+            raise ValueError(f"rollout must be one of ('hf', 'vllm', 'openai'), got {self.rollout!r}")
+        if self.rollout == "openai" and not self.engine_url:
+            raise ValueError("rollout='openai' needs engine_url (the completions server), got None")
+        if self.rollout != "hf" and self.lora_r > 0:
+            raise ValueError(
+                f"rollout={self.rollout!r} with lora_r={self.lora_r} is not supported (weight sync of adapters)"
+            )
+        if self.engine_logprobs not in ("auto", "raw_logprobs", "processed_logprobs"):
+            raise ValueError(
+                f"engine_logprobs must be auto, raw_logprobs or processed_logprobs, got {self.engine_logprobs!r}"
+            )
+        if self.engine_weight_sync not in ("none", "sglang", "vllm_reload"):
+            raise ValueError(
+                f"engine_weight_sync must be none, sglang or vllm_reload, got {self.engine_weight_sync!r}"
+            )
+        if self.engine_sleep_level not in (0, 1, 2):
+            raise ValueError(f"engine_sleep_level must be 0, 1 or 2, got {self.engine_sleep_level}")
+        if not 0 < self.engine_gpu_memory <= 1:
+            raise ValueError(f"engine_gpu_memory must be in (0, 1], got {self.engine_gpu_memory}")
+        if self.tis_cap is not None and self.tis_cap <= 0:
+            raise ValueError(f"tis_cap must be > 0 or None, got {self.tis_cap}")
         positive = ("num_envs", "episodes_per_step", "group_size", "max_new_tokens", "ppo_epochs")
         positive += ("mini_batch_episodes", "micro_batch_episodes", "total_steps", "save_every")
         positive += ("keep_checkpoints", "logprob_chunk_tokens")
@@ -211,14 +264,17 @@ class PPOConfig:
     @property
     def old_logprobs_source(self) -> str:
         """``old_logprobs`` with ``"auto"`` resolved: ``"recompute"`` when training runs in another
-        precision than sampling (bf16 autocast vs the fp32 sampler), else ``"rollout"``.
+        precision or program than sampling (bf16 autocast vs the fp32 sampler, or an inference
+        engine's own kernels), else ``"rollout"``.
 
         >>> PPOConfig(dtype="bfloat16").old_logprobs_source, PPOConfig().old_logprobs_source
         ('recompute', 'rollout')
+        >>> PPOConfig(rollout="openai", engine_url="http://127.0.0.1:8000").old_logprobs_source
+        'recompute'
         """
         if self.old_logprobs != "auto":
             return self.old_logprobs
-        return "recompute" if self.dtype != "float32" else "rollout"
+        return "recompute" if self.dtype != "float32" or self.rollout != "hf" else "rollout"
 
     @property
     def uses_critic(self) -> bool:

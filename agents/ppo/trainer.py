@@ -36,6 +36,8 @@ import torch
 import torch.distributed as dist
 
 import mem1_envs  # noqa: F401 - registers the env ids
+from agents.engines import EngineSync, make_backend
+from agents.engines.mismatch import mismatch_stats, tis_weights
 from agents.llm_policy import GenerationConfig, LLMPolicy
 from agents.ppo import checkpoint, setup
 from agents.ppo import losses as L
@@ -52,10 +54,11 @@ __all__ = ["PPOTrainer", "rng_state", "set_rng_state"]
 class PPOTrainer:
     """Builds everything from a :class:`PPOConfig`; :meth:`train` runs the loop.
 
-    ``policy_path`` overrides ``config.model`` (e.g. an SFT checkpoint).
+    ``policy_path`` overrides ``config.model`` (e.g. an SFT checkpoint); ``engine`` is an
+    already-built engine object for ``rollout="vllm"`` (CPU tests: a fake with vLLM's shapes).
     """
 
-    def __init__(self, config: PPOConfig, policy_path: str | None = None):
+    def __init__(self, config: PPOConfig, policy_path: str | None = None, *, engine: Any = None):
         from transformers import AutoTokenizer
 
         self.config = config
@@ -102,7 +105,18 @@ class PPOTrainer:
             generation=GenerationConfig(
                 max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
             ),
+            # -- issue 11: an inference engine (None: generate on the training model) --
+            backend=make_backend(
+                config,
+                tokenizer=self.tokenizer,
+                model_path=path,
+                model_config=self.core.policy.config,
+                rank=self.rank,
+                engine=engine,
+            ),
         )
+        # Sleep/wake of the engine around the update, its weights after every optimizer step.
+        self.engine_sync = EngineSync(self.sampler.backend, self.core.policy)
         self.step = 0
         self.autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -160,6 +174,9 @@ class PPOTrainer:
         generate independently, and the copy is freed before the update. Otherwise the policy
         itself generates (DDP never syncs outside its own forward)."""
         self.optimizer.zero_grad(set_to_none=True)  # the last step's gradients are dead weight here
+        if self.config.rollout != "hf":  # an engine generates with its own (synced) weights
+            yield sampler.backend
+            return
         model: Any = self.core.policy
         if self._fsdp:
             dtype = torch.bfloat16 if self.config.dtype == "bfloat16" else torch.float32
@@ -208,15 +225,45 @@ class PPOTrainer:
         self.core.train()
         masks = buffer.loss_masks
         rollout = buffer.arrays["rollout_logprobs"]
-        gap = np.concatenate([np.abs(r - cur)[m] for r, cur, m in zip(rollout, current, masks, strict=True)])
-        buffer.arrays["old_logprobs"] = rollout if c.old_logprobs_source == "rollout" else current
+        gap_sum, gap_max, gap_count = mismatch_stats(rollout, current, masks)
+        # -- issue 11: log-prob semantics and TIS ------------------------------------------------
+        # Engine log-probs that are not log_softmax(logits / T) (agents/engines/mismatch.py) are
+        # never the PPO denominator: the trainer's recomputed ones are.
+        exact = getattr(self.sampler.backend, "logprobs_exact", True)
+        use_rollout = c.old_logprobs_source == "rollout" and exact
+        engine_metrics: dict[str, float] = {}
+        if c.rollout != "hf" and c.tis_cap is not None and exact and not use_rollout:
+            weights = tis_weights(current, rollout, masks, c.tis_cap)
+            buffer.arrays["tis_weights"] = weights
+            kept = np.concatenate([w[m] for w, m in zip(weights, masks, strict=True)])
+            tis = self.all_reduce(np.array([kept.sum(), (kept >= c.tis_cap).sum(), kept.size], np.float64))
+            engine_metrics.update(
+                tis_weight_mean=tis[0] / max(tis[2], 1), tis_capped_frac=tis[1] / max(tis[2], 1)
+            )
+        buffer.arrays["old_logprobs"] = rollout if use_rollout else current
         buffer.arrays["ref_logprobs"] = reference
         buffer.arrays["values"] = values
         k1 = np.concatenate(
             [(o - r)[m] for o, r, m in zip(buffer.arrays["old_logprobs"], reference, masks, strict=True)]
         )
-        stats = self.all_reduce(np.array([gap.sum(), gap.max(initial=0.0), k1.sum(), gap.size], np.float64))
-        return {"logprob_gap": stats[0] / max(stats[3], 1), "kl": stats[2] / max(stats[3], 1)}
+        stats = self.all_reduce(np.array([gap_sum, k1.sum(), gap_count], np.float64))
+        gap_mean = stats[0] / max(stats[2], 1)
+        return {
+            "logprob_gap": gap_mean,
+            "kl": stats[1] / max(stats[2], 1),
+            # issue 11: the rollout-vs-trainer gap as the engine health metric, max over all ranks
+            "engine_logprob_mismatch_mean": gap_mean,
+            "engine_logprob_mismatch_max": self._all_max(gap_max),
+            **engine_metrics,
+        }
+
+    def _all_max(self, value: float) -> float:
+        """The maximum of ``value`` over ranks (identity on one process)."""
+        if self.world == 1:
+            return float(value)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return float(tensor.item())
 
     # -- 3 + 4. advantages and update ---------------------------------------------------------
     def update(
@@ -226,6 +273,8 @@ class PPOTrainer:
         c = self.config
         step = self.step if step is None else step
         buffer = RolloutBuffer.from_records(records, group_ids, max_tokens=c.max_packed_tokens)
+        self.engine_sync.release()  # issue 11: the engine's KV cache (and weights) off the GPU
+        syncs_before, sync_seconds_before = self.engine_sync.syncs, self.engine_sync.seconds
         skipped = int(self.all_reduce(np.array([len(buffer.skipped)], np.float64))[0])
         if skipped and (self.world > 1 or not len(buffer)):
             # Ranks must keep equal batches (FSDP2 forwards are collectives): no silent imbalance.
@@ -271,7 +320,7 @@ class PPOTrainer:
                 # shorter ranks add zero-loss passes over their shortest episode.
                 n_calls = len(micro)
                 if c.max_tokens_per_microbatch is not None:  # episode counts are equal by construction
-                    n_calls = self._max_over_ranks(n_calls)
+                    n_calls = int(self._all_max(n_calls))
                 padding += n_calls - len(micro)
                 calls += n_calls
                 # DDP averages gradients over ranks; each rank's share of the global token mean
@@ -304,6 +353,7 @@ class PPOTrainer:
                 grad_norms.append(float(norm))
                 self.optimizer.step()
                 self.scheduler.step()
+                self.engine_sync.after_optimizer_step()  # issue 11: new weights into the engine
         update_seconds = time.perf_counter() - update_start
         totals = self.all_reduce(np.array([sums[k] for k in sorted(sums)] + [forwarded, padding], np.float64))
         totals_by = dict(zip([*sorted(sums), "forwarded", "padding"], totals.tolist(), strict=True))
@@ -331,25 +381,28 @@ class PPOTrainer:
             micro_batches=float(calls),
             padding_micro_batches=totals_by["padding"],
         )
+        self.engine_sync.resume()
+        if self.engine_sync.active:
+            metrics.update(
+                weight_syncs=float(self.engine_sync.syncs - syncs_before),
+                weight_sync_seconds=self.engine_sync.seconds - sync_seconds_before,
+            )
         return metrics
-
-    def _max_over_ranks(self, value: int) -> int:
-        """The largest ``value`` of all ranks (itself on one process)."""
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return int(tensor.item())
 
     def _loss(self, batch: dict[str, Any], denominator: float) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
         mask = batch["loss_mask"]
         with self.autocast:
             out = self.module(batch, need_entropy=True)
+        advantages = batch["advantages"]
+        if "tis_weights" in batch:
+            # TIS (issue 11): a weight w > 0 times the per-token PPO term max(-A r, -A clip(r))
+            # is that term with advantage w * A, so the existing loss function applies it.
+            advantages = advantages * batch["tis_weights"]
         pg, pg_stats = L.policy_loss(
             out["logprobs"],
             batch["old_logprobs"],
-            batch["advantages"],
+            advantages,
             mask,
             c.clip_ratio,
             denominator,
@@ -431,6 +484,7 @@ class PPOTrainer:
         if state is None:
             return False
         self.step = int(state["step"])
+        self.engine_sync.push()  # issue 11: the engine started from the initial weights
         return True
 
     def save_policy(self, folder: str | None = None) -> str:
@@ -473,6 +527,7 @@ class PPOTrainer:
                 top_p=c.top_p,
                 do_sample=not greedy,
             ),
+            backend=self.sampler.backend,  # issue 11: the same engine as the rollouts
         )
         saved = rng_state()
         episodes: list[Episode] = []
