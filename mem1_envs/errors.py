@@ -3,7 +3,8 @@
 ``except Mem1EnvsError`` catches them all; each also derives from the built-in its callers
 expect (``ValueError`` for bad data, ``RuntimeError`` for a failed service), so existing
 ``except ValueError`` code keeps working. They are: ``CorpusError``, ``QADataError``,
-``IndexMismatchError``, ``RetrievalServiceError``, the retrieval server's ``BadRequest`` and the
+``IndexMismatchError``, ``DamagedFileError``, ``CacheDirError`` (an ``OSError``),
+``RetrievalServiceError``, the retrieval server's ``BadRequest`` and the
 browser env's ``BrowserFailure`` (``mem1_envs.trajectory.EpisodeTooLongError`` not yet).
 
 >>> from mem1_envs.qa.index_meta import IndexMismatchError

@@ -106,7 +106,7 @@ class Args:
     eval_episodes: int = 100
     """Episodes per evaluated policy."""
     save: str = ""
-    """Where to save the model (``.zip``); empty: a temporary folder."""
+    """Where to save the model (``.zip``); empty: a temporary folder, removed after the evaluation."""
     progress: bool = True
     """Show a progress bar while training."""
 
@@ -191,6 +191,7 @@ def train(args: Args) -> dict[str, Any]:
         from sb3_contrib import MaskablePPO
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.logger import Logger
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
     except ImportError as error:
         raise ImportError(
@@ -223,17 +224,18 @@ def train(args: Args) -> dict[str, Any]:
         device="cpu",
         verbose=0,
     )
+    # SB3's default logger makes an empty tempdir/SB3-<date> folder per learn(), never removed;
+    # with verbose=0 nothing is written to it, so a logger without outputs replaces it.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     start = time.perf_counter()
     model.learn(total_timesteps=args.timesteps, callback=progress_bar(args) if args.progress else None)
     train_seconds = time.perf_counter() - start
     venv.close()
 
-    folder = (
-        tempfile.mkdtemp(prefix="mem1-sb3-") if not args.save else os.path.dirname(os.path.abspath(args.save))
-    )
-    path = args.save or os.path.join(folder, f"{args.algo}.zip")
-    model.save(path)
-    loaded = algo_cls.load(path, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="mem1-sb3-") as scratch:
+        path = args.save or os.path.join(scratch, f"{args.algo}.zip")
+        model.save(path)
+        loaded = algo_cls.load(path, device="cpu")
 
     env = make_env(args, args.eval_split)
     rng = np.random.default_rng(args.seed)
@@ -256,7 +258,7 @@ def train(args: Args) -> dict[str, Any]:
         "eval_episodes": args.eval_episodes,
         "mean_reward_trained": evaluate(env, trained, args.eval_episodes, eval_seed),
         "mean_reward_uniform_random": evaluate(env, uniform, args.eval_episodes, eval_seed),
-        "model_path": path,
+        "model_path": args.save or None,
     }
     env.close()
     return result

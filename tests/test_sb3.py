@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 
 import gymnasium as gym
 import numpy as np
@@ -101,7 +102,12 @@ def test_maskable_ppo_learns_above_uniform_random():
 
 
 @pytest.mark.train
-def test_train_sb3_script_smoke_both_algos(tmp_path):
+def test_train_sb3_script_smoke_both_algos(tmp_path, monkeypatch):
+    temp = tmp_path / "tmp"  # this test's temp dir (the subprocess inherits TMPDIR)
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # torch's own cache
     train_sb3 = load_script("train_sb3")
     path = tmp_path / "model.zip"
     tiny = ["--timesteps", "64", "--n-steps", "16", "--batch-size", "16", "--eval-episodes", "3"]
@@ -117,6 +123,7 @@ def test_train_sb3_script_smoke_both_algos(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"algo": "ppo"' in done.stdout and "mean_reward_uniform_random" in done.stdout
+    assert list(temp.iterdir()) == []  # no SB3-<date> log folder, no unsaved model left behind
 
 
 def test_train_sb3_script_rejects_bad_arguments(capsys):

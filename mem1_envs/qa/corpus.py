@@ -32,6 +32,7 @@ from typing import IO
 import numpy as np
 
 from mem1_envs.errors import Mem1EnvsError
+from mem1_envs.qa.files import DamagedFileError, load_npy
 from mem1_envs.qa.world import split_contents
 
 FINGERPRINT_BLOCKS = 64  # sampled blocks of a corpus fingerprint (plus head, tail and size)
@@ -188,8 +189,8 @@ def corpus_fingerprint(path: str, full: bool = False) -> str:
 class _StringColumn:
     """A read-only sequence of strings stored as one UTF-8 blob and an ``int64`` offsets array."""
 
-    def __init__(self, blob: np.ndarray, offsets: np.ndarray):
-        self._blob, self._offsets = blob, offsets
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray, path: str = "<memory>"):
+        self._blob, self._offsets, self.path = blob, offsets, path
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -201,7 +202,10 @@ class _StringColumn:
         if not 0 <= index < len(self):
             raise IndexError(f"passage index out of range: {index}")
         start, end = int(self._offsets[index]), int(self._offsets[index + 1])
-        return bytes(self._blob[start:end]).decode("utf-8")
+        try:
+            return bytes(self._blob[start:end]).decode("utf-8")
+        except UnicodeDecodeError:  # written as UTF-8: the file was overwritten since
+            raise DamagedFileError(self.path, f"entry {index} is not UTF-8") from None
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self)))
@@ -252,18 +256,23 @@ class PassageStore:
         """Open a store written by :meth:`write` (memory-mapped: loading costs no passage reads)."""
         columns = {}
         for name in cls.COLUMNS:
-            offsets = np.load(os.path.join(folder, f"{name}.offsets.npy"), mmap_mode="r")
+            offsets_path = os.path.join(folder, f"{name}.offsets.npy")
+            offsets = load_npy(offsets_path)
+            if offsets.ndim != 1 or not len(offsets) or int(offsets[0]) != 0:
+                raise DamagedFileError(offsets_path, "not a list of offsets from 0")
             blob_path = os.path.join(folder, f"{name}.bin")
+            if not os.path.isfile(blob_path):
+                raise DamagedFileError(blob_path, "missing")
             if os.path.getsize(blob_path) == 0:  # numpy cannot memory-map an empty file
                 blob = np.zeros(0, dtype=np.uint8)
             else:
                 blob = np.memmap(blob_path, dtype=np.uint8, mode="r")
             if len(blob) != int(offsets[-1]):
-                raise ValueError(
-                    f"passage store {folder!r} is damaged: {name}.bin does not match its offsets"
+                raise DamagedFileError(
+                    blob_path, f"{len(blob)} bytes, {name}.offsets.npy says {int(offsets[-1])}"
                 )
-            columns[name] = _StringColumn(blob, offsets)
+            columns[name] = _StringColumn(blob, offsets, blob_path)
         sizes = {len(column) for column in columns.values()}
         if len(sizes) != 1:
-            raise ValueError(f"passage store {folder!r} is damaged: columns differ in length {sorted(sizes)}")
+            raise DamagedFileError(folder, f"the passage store's columns differ in length {sorted(sizes)}")
         return cls(columns)

@@ -36,7 +36,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
+from mem1_envs.qa.files import hint, load_bm25s
 from mem1_envs.qa.index_meta import (  # shared with mem1_envs.qa.dense, which index.py loads lazily
+    REBUILD_HINT,
     IndexInfo,
     IndexMismatchError,
     building_folder,
@@ -241,8 +243,6 @@ def load_index(folder: str, corpus: str | None = None, mmap: bool = True) -> Per
     :class:`IndexMismatchError`). The score arrays and passages are memory-mapped, so loading
     costs the vocabulary only.
     """
-    import bm25s
-
     info = read_info(folder)
     if info.kind != "bm25":
         raise IndexMismatchError(f"index {folder!r} is a {info.kind!r} index, not a BM25 index")
@@ -251,8 +251,9 @@ def load_index(folder: str, corpus: str | None = None, mmap: bool = True) -> Per
             f"index {folder!r} has format {info.format}, this version reads {INDEX_FORMAT}; rebuild it"
         )
     check_corpus(info, corpus, folder)
-    store = PassageStore.load(os.path.join(folder, "passages"))
-    retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=mmap)
+    with hint(REBUILD_HINT):
+        store = PassageStore.load(os.path.join(folder, "passages"))
+        retriever = load_bm25s(os.path.join(folder, "bm25"), mmap=mmap)
     retriever.backend = "numba"
     num_docs = retriever.scores["num_docs"]
     if not len(store) == num_docs == info.num_passages:

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass
 
 from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.corpus import corpus_fingerprint
+from mem1_envs.qa.files import DamagedFileError, hint, load_json
 
 META_FILE = "meta.json"
+REBUILD_HINT = "rebuild the index: python -m mem1_envs build-index --corpus CORPUS --out DIR --overwrite"
 
 
 class IndexMismatchError(Mem1EnvsError, ValueError):
@@ -49,8 +51,12 @@ def read_info(folder: str) -> IndexInfo:
     path = os.path.join(folder, META_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"not an index folder (no {META_FILE}): {folder!r}")
-    with open(path, encoding="utf-8") as handle:
-        return IndexInfo(**json.load(handle))
+    with hint(REBUILD_HINT):
+        recorded = load_json(path)
+        try:
+            return IndexInfo(**recorded)
+        except TypeError:
+            raise DamagedFileError(path, f"its fields are {sorted(recorded)}") from None
 
 
 def write_info(folder: str, info: IndexInfo) -> None:

@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s, load_json, load_npy
+
 # A small English stop-word list: enough to stop "the"/"of" from dominating BM25 scores.
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have in is it its of on or that the this to was "
@@ -133,11 +135,15 @@ class BM25Engine:
     @classmethod
     def load(cls, folder: str, mmap: bool = True) -> BM25Engine:
         """Load an engine written by :meth:`save` (the sparse index memory-mapped)."""
-        import bm25s
-
-        retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=mmap)
+        with hint(f"if it is a cache entry, delete {folder!r} to have it rebuilt"):
+            retriever = load_bm25s(os.path.join(folder, "bm25"), mmap=mmap)
+            passages_path = os.path.join(folder, "passages.json")
+            passages = load_json(passages_path)
+            ids = load_npy(os.path.join(folder, "ids.npy"), mmap=False)
+            titles, texts = passages.get("titles"), passages.get("texts")
+            if not (
+                isinstance(titles, list) and isinstance(texts, list) and len(titles) == len(texts) == len(ids)
+            ):
+                raise DamagedFileError(passages_path, f"does not hold {len(ids)} titles and texts")
         retriever.backend = "numba"
-        with open(os.path.join(folder, "passages.json"), encoding="utf-8") as handle:
-            passages = json.load(handle)
-        ids = np.load(os.path.join(folder, "ids.npy"))
-        return cls(retriever, ids, np.asarray(passages["titles"]), np.asarray(passages["texts"]))
+        return cls(retriever, ids, np.asarray(titles), np.asarray(texts))

@@ -2,8 +2,8 @@
 
 Generating and indexing the default world takes a few seconds; the result is cached under
 ``$MEM1_ENVS_CACHE`` (default ``~/.cache/mem1_envs``) and memoised per process, so every env of
-a vector env shares one copy. Two processes building the same world at once each build into a
-private folder and atomically rename it into place; the loser keeps the winner's copy.
+a vector env shares one copy. Processes that need the same missing world at once build it once
+(:func:`mem1_envs.cache.build_once`): one builds, the others wait and load its files.
 
 Real data (:func:`load_source`): FlashRAG question files (:mod:`mem1_envs.qa.data`) searched
 through a ``/retrieve`` server (:mod:`mem1_envs.qa.remote`), an index folder
@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 
-from mem1_envs.cache import cache_dir
+from mem1_envs.cache import build_once, cache_dir
 from mem1_envs.protocol import ASCII_CHARSET
 from mem1_envs.qa.search import BM25Engine, SearchEngine
 from mem1_envs.qa.world import WORLD_SIZES, Question, World, WorldConfig, generate_world, split_contents
@@ -87,8 +87,7 @@ def load_world_source(size: str | WorldConfig = "default", seed: int = 0) -> QAS
     digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
     key = f"world-v{WORLD_FORMAT}-{digest}-seed{seed}"
     folder = os.path.join(cache_dir(), key)
-    if not os.path.exists(os.path.join(folder, "done")):
-        _build_into(folder, config, seed)
+    build_once(folder, "done", lambda path: _build_into(path, config, seed))
     with open(os.path.join(folder, "questions.jsonl"), encoding="utf-8") as handle:
         questions = [_question_from_row(json.loads(line)) for line in handle]
     return QASource(
@@ -201,10 +200,5 @@ def cached_corpus_index(corpus: str) -> SearchEngine:
     from mem1_envs.qa.index import INDEX_FORMAT, build_index, load_index
 
     folder = os.path.join(cache_dir(), f"index-bm25-v{INDEX_FORMAT}-{corpus_fingerprint(corpus)}")
-    if not os.path.exists(os.path.join(folder, "meta.json")):
-        try:
-            build_index(corpus, folder)
-        except (FileExistsError, OSError):
-            if not os.path.exists(os.path.join(folder, "meta.json")):  # not a concurrent build that won
-                raise
+    build_once(folder, "meta.json", lambda path: build_index(corpus, path))
     return load_index(folder, corpus=corpus)

@@ -8,8 +8,12 @@ Lifecycle rules (the reasons are the known problems of the original WebShop brow
 - Nothing downloads: the driver is Debian's ``/usr/bin/chromedriver`` given to ``Service``
   explicitly, which makes Selenium skip Selenium Manager.
 - Nothing is written outside one temporary folder: the ``--user-data-dir`` profile and the
-  ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME`` given to chromedriver (and so to Chromium and its
-  crash handler) all live under ``root_dir``, removed by ``close()``.
+  ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``TMPDIR`` given to chromedriver (and so to Chromium
+  and its crash handler) all live under ``root_dir``, removed by ``close()``. Chromium's own
+  ``org.chromium.Chromium.*`` temp folders, which a killed browser never removes, are thus
+  removed too. (One exception: Chromium's singleton socket must have a path under 108 bytes;
+  when ``root_dir`` is too deep for that, its ``TMPDIR`` is a folder of its own in ``/tmp``,
+  ``tmp_dir``, removed the same way.)
 - One Chromium is reused: ``clear_state()`` (cookies, storage, ``about:blank``) is the cheap
   per-episode reset; a browser start costs 0.3-0.8 s.
 - Every process is found and killed by id: chromedriver is started in a new session (so it
@@ -224,6 +228,7 @@ class ManagedBrowser:
         self._driver: Any = None
         self._service: Any = None
         self.root_dir: str | None = None
+        self.tmp_dir: str | None = None  # Chromium's TMPDIR: root_dir/tmp, or in /tmp (see _tmp_dir_for)
         self.driver_pid: int | None = None
         self.starts = 0  # how many browsers this object has started (restarts included)
         self._watchdog: subprocess.Popen[bytes] | None = None
@@ -263,6 +268,9 @@ class ManagedBrowser:
             env = dict(os.environ)
             env["XDG_CONFIG_HOME"] = os.path.join(root, "xdg-config")
             env["XDG_CACHE_HOME"] = os.path.join(root, "xdg-cache")
+            # chromedriver and Chromium make org.chromium.Chromium.* folders in the temp dir and
+            # remove them only on a clean quit; a killed browser would leave them behind.
+            self.tmp_dir = env["TMPDIR"] = _tmp_dir_for(root)
             options = Options()
             options.binary_location = self.config.chromium_binary
             flags = list(_BASE_FLAGS)
@@ -319,6 +327,7 @@ class ManagedBrowser:
                 str(os.getpid()),
                 str(self.driver_pid),
                 self.root_dir,
+                self.tmp_dir or self.root_dir,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -388,7 +397,7 @@ class ManagedBrowser:
                 # A forked child sees its parent's browser object: the processes are the
                 # parent's, so the child forgets them instead of killing them.
                 self._driver = self._service = self._watchdog = None
-                self.root_dir = self.driver_pid = self._owner_pid = None
+                self.root_dir = self.tmp_dir = self.driver_pid = self._owner_pid = None
                 return
             driver, self._driver = self._driver, None
             if driver is not None and polite:
@@ -412,9 +421,10 @@ class ManagedBrowser:
                     process.wait(timeout=timeout_s)  # reap chromedriver: no zombie of ours remains
                 except (subprocess.TimeoutExpired, OSError):
                     pass
-            if self.root_dir is not None:
-                shutil.rmtree(self.root_dir, ignore_errors=True)
-            self.root_dir = None
+            for folder in (self.tmp_dir, self.root_dir):
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+            self.root_dir = self.tmp_dir = None
             self.driver_pid = None
 
     def _kill_owned(self, timeout_s: float) -> None:
@@ -455,14 +465,29 @@ class ManagedBrowser:
         self.close()
 
 
-# $1 owner pid, $2 chromedriver pid (= its process group), $3 the temp folder.
+# $1 owner pid, $2 chromedriver pid (= its process group), $3 the temp folder, $4 Chromium's TMPDIR.
 _WATCHDOG = """
 while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
 kill -9 "-$2" 2>/dev/null
 sleep 1
 kill -9 "-$2" 2>/dev/null
-rm -rf -- "$3"
+rm -rf -- "$3" "$4"
 """
+
+
+# Chromium's singleton socket is $TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket, and a unix
+# socket path holds at most 107 bytes: a longer one makes Chromium exit at start.
+_SOCKET_TAIL = len("/org.chromium.Chromium.XXXXXX/SingletonSocket")
+_MAX_SOCKET_PATH = 107
+
+
+def _tmp_dir_for(root: str) -> str:
+    """A new, empty TMPDIR for Chromium: ``root/tmp``, or a folder in ``/tmp`` if that is too deep."""
+    inside = os.path.join(root, "tmp")
+    if len(os.fsencode(inside)) + _SOCKET_TAIL <= _MAX_SOCKET_PATH:
+        os.mkdir(inside)
+        return inside
+    return tempfile.mkdtemp(prefix="mem1-chromium-tmp-", dir="/tmp")
 
 
 def _quiet_quit(driver: Any) -> None:

@@ -3,9 +3,9 @@
 ``load_shop(n_products, seed)`` returns the engine for a generated catalog. The first call on a
 machine generates the catalog and builds the index (seconds for 10,000 products) and writes both
 to ``$MEM1_ENVS_CACHE/shop/`` (default ``~/.cache/mem1_envs``); later calls load them (the index
-memory-mapped). The write is atomic: a process builds into a private temporary folder and renames
-it into place, so two processes building at once both end with the same complete cache. Within
-one process, engines are memoised by (n_products, seed).
+memory-mapped). The write is atomic (a private temporary folder renamed into place) and happens
+once: processes that need the same catalog at once wait for the one that builds it
+(:func:`mem1_envs.cache.build_once`). Within one process, engines are memoised by (n_products, seed).
 
 Search indexes, per product: the title, the taxonomy path, the attributes and the option values.
 Token ids are assembled from per-word ids, so indexing a million products needs no per-document
@@ -24,12 +24,13 @@ import os
 import shutil
 import tempfile
 import uuid
+import zipfile
 from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
 
-from mem1_envs.cache import cache_dir
+from mem1_envs.cache import build_once, cache_dir
 from mem1_envs.qa.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
@@ -239,11 +240,16 @@ class ShopEngine:
 
     @classmethod
     def load(cls, folder: str, seed: int) -> ShopEngine:
-        import bm25s
+        from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s
 
         fresh = generate_catalog(1, seed=seed)  # the vocabularies (same for every generated catalog)
-        with np.load(os.path.join(folder, "catalog.npz")) as arrays:
-            fields = {f: arrays[f] for f in ARRAY_FIELDS}
+        path = os.path.join(folder, "catalog.npz")
+        try:
+            with np.load(path) as arrays:
+                fields = {f: arrays[f] for f in ARRAY_FIELDS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:120]}"
+            raise DamagedFileError(path, reason, f"delete {folder!r} to have it rebuilt") from None
         catalog = Catalog(
             seed=seed,
             types=fresh.types,
@@ -253,7 +259,8 @@ class ShopEngine:
             brand_names=fresh.brand_names,
             **fields,
         )
-        retriever = bm25s.BM25.load(os.path.join(folder, "bm25"), mmap=True)
+        with hint(f"delete {folder!r} to have it rebuilt"):
+            retriever = load_bm25s(os.path.join(folder, "bm25"), mmap=True)
         retriever.backend = search_backend(len(catalog))
         ids = np.arange(len(catalog)).astype(str)
         return cls(catalog, BM25Engine(retriever, ids, ids, ids))
@@ -276,8 +283,7 @@ def load_shop(n_products: int = 10_000, seed: int = 0, cache: bool = True) -> Sh
         engine = ShopEngine.build(generate_catalog(n_products, seed))
     else:
         folder = cache_folder(n_products, seed)
-        if not os.path.exists(os.path.join(folder, "catalog.npz")):
-            _build_into(folder, n_products, seed)
+        build_once(folder, "catalog.npz", lambda path: _build_into(path, n_products, seed))
         engine = ShopEngine.load(folder, seed)
     _ENGINES[key] = engine
     return engine
