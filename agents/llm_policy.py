@@ -348,7 +348,7 @@ class LLMPolicy:
 
 
 class LLMAgent:
-    """One-environment adapter: the task prompt is read from the first observation after ``reset``."""
+    """One-environment adapter: the task prompt is the env's ``info["prompt"]``."""
 
     def __init__(self, policy: LLMPolicy):
         self.policy = policy
@@ -363,9 +363,9 @@ class LLMAgent:
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if self.prompt is None:
-            from agents.rollout import split_prompt
+            from mem1_envs.base_env import task_prompt
 
-            self.prompt = split_prompt(observation)
+            self.prompt = task_prompt(info)
         start = time.perf_counter()
         out = self.policy.generate([self.policy.encode(self.prompt, observation)])[0]
         self.generate_seconds += time.perf_counter() - start

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from agents.base import Agent
-from agents.rollout import split_prompt
+from mem1_envs.base_env import task_prompt
 from mem1_envs.memory import count_tokens
 
 
@@ -55,7 +55,7 @@ def play_episode(
     observation, info = env.reset(seed=seed)
     agent.reset(seed=seed)
     count = getattr(env.unwrapped, "count_tokens", count_tokens)
-    prompt_tokens = count(split_prompt(observation))
+    prompt_tokens = count(task_prompt(info))
     total, terminated, truncated, error, contexts = 0.0, False, False, None, []
     while not (terminated or truncated):
         contexts.append(int(info["context_tokens"]))

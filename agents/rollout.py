@@ -1,7 +1,7 @@
 """Rollout collection: step many episodes turn by turn, one batched generation per turn.
 
 Every turn of every active episode is encoded by the policy into ``(prompt_ids, context_ids)``
-(the prompt is the episode's first observation, tokenized once and shared by every turn), all
+(the prompt is the env's ``info["prompt"]``, tokenized once and shared by every turn), all
 rows are generated in one batch, and each episode's :class:`~mem1_envs.trajectory.TurnRecord`
 keeps the exact context ids the model was fed and the generated ids with their sampler
 log-probs as produced. Generated text is never re-tokenized. Finished episodes become
@@ -22,7 +22,6 @@ trainer (identical to per-turn scoring, see ``tests/test_ppo.py``).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,29 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from mem1_envs import protocol as proto
+from mem1_envs.base_env import task_prompt
 from mem1_envs.trajectory import RolloutRecord, TurnRecord
 
-__all__ = ["Episode", "collect", "split_prompt", "unwrap_envs"]
-
-_FIRST_BLOCK = re.compile(
-    "\\n<(?:"
-    + "|".join(sorted({re.escape(t) for tags in proto.PROTOCOLS.values() for t in tags.all_tags}))
-    + ")>"
-)
-
-
-def split_prompt(first_observation: str) -> str:
-    """The task prompt inside an episode's first observation: everything before the first
-    protocol block that starts a line (QA: the whole observation; shop: up to ``\\n<state>``).
-
-    >>> split_prompt("Do this.\\nInstruction: x\\n<state>page</state>")
-    'Do this.\\nInstruction: x'
-    >>> split_prompt("Answer: q1? (write <think> first)")
-    'Answer: q1? (write <think> first)'
-    """
-    match = _FIRST_BLOCK.search(first_observation)
-    return first_observation if match is None else first_observation[: match.start()]
+__all__ = ["Episode", "collect", "unwrap_envs"]
 
 
 @dataclass
@@ -142,7 +122,7 @@ class _Playing:
     def __init__(self, env: Any, seed: int | None, option: dict[str, Any] | None, slot: int = 0):
         self.env, self.seed, self.slot = env, seed, slot
         self.observation, self.info = env.reset(seed=seed, options=option)
-        self.prompt = split_prompt(self.observation)
+        self.prompt = task_prompt(self.info)
         self.prompt_ids: np.ndarray = np.zeros(0, np.int64)
         self.turns: list[TurnRecord] = []
         self.texts: list[str] = []

@@ -199,6 +199,11 @@ class MultiQAScriptedAgent:
     def __init__(self, protocol: str = "mem1"):
         self.tags = proto.get_tag_set(protocol)
 
+    @classmethod
+    def for_env(cls, env: Any) -> MultiQAScriptedAgent:
+        """The agent for a ``MEM1-MultiQA-v0`` env, in its tag set (:mod:`mem1_envs.registry`)."""
+        return cls(env.unwrapped.config.protocol)
+
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: everything the agent knows is in its observation."""
 

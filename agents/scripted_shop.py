@@ -135,6 +135,12 @@ class WebShopScriptedAgent:
         self.state_tag, self.answer_tag = tags
         self.plan = _Plan()
 
+    @classmethod
+    def for_env(cls, env: Any) -> WebShopScriptedAgent:
+        """The agent for a ``MEM1-WebShop-v0`` env, in its tag set (:mod:`mem1_envs.registry`)."""
+        tags = env.unwrapped.tags
+        return cls((tags.state, tags.tag_for("answer")))
+
     def reset(self, seed: int | None = None) -> None:
         self.plan = _Plan()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mem1_envs.base_env import task_prompt
 from mem1_envs.trajectory import RolloutRecord, TurnRecord
 
 __all__ = ["scripted_records", "sft_train"]
@@ -34,15 +35,15 @@ def scripted_records(
     import gymnasium as gym
 
     import mem1_envs  # noqa: F401 - registers the env ids
-    from agents.scripted import MultiQAScriptedAgent
+    from mem1_envs.registry import find_part
 
     env = gym.make(env_id, **env_kwargs)
-    agent = MultiQAScriptedAgent()
+    agent = find_part(env, "scripted_agent")(env.unwrapped)  # the env's reference agent
     records, rewards = [], []
     for seed in seeds:
         observation, info = env.reset(seed=seed)
         agent.reset(seed=seed)
-        prompt = observation
+        prompt = task_prompt(info)
         turns, total, done = [], 0.0, False
         prompt_ids = np.zeros(0, np.int64)
         while not done:

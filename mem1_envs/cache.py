@@ -30,10 +30,12 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: concurrent builds each build, the first rename wins
     fcntl = None  # type: ignore[assignment]
 
+from mem1_envs.errors import Mem1EnvsError
+
 CACHE_VARIABLE = "MEM1_ENVS_CACHE"
 
 
-class CacheDirError(OSError):
+class CacheDirError(Mem1EnvsError, OSError):
     """The cache folder cannot be written; set ``MEM1_ENVS_CACHE`` to one that can."""
 
 

@@ -9,7 +9,11 @@ A policy turns the task prompt and the turns so far into the agent's next contex
 where a turn is the agent's canonical response (internal state + action) followed by the
 environment's observation. Under ``mem1`` the context is held under a token budget: when it
 does not fit, the internal state is cut first (keeping it compact is the agent's job, and the
-signal RL trains on), then the observation; the prompt and the action are never cut.
+signal RL trains on), then the observation; the prompt is never cut, the action only when the
+prompt and the action alone overflow the budget.
+
+A policy is an object (:class:`ContextPolicy`) with one method, ``build(prompt, turns)``;
+``memory=`` of every env takes a registered name (:data:`POLICIES`) or an instance.
 
 Token counting is pluggable (:func:`make_token_counter`). The default counter is
 deterministic and needs nothing installed: one token per word (a run of letters, digits or
@@ -19,7 +23,7 @@ English text.
 >>> count = make_token_counter(None)
 >>> count("Doc 1(Title: Oslo) is a city.")
 11
->>> policy = ContextPolicy("mem1", max_tokens=64)
+>>> policy = make_policy("mem1", max_tokens=64)
 >>> context = policy.build("Answer: q1?", [Turn("<think>s</think>", "<search>q</search>", "<info>d</info>")])
 >>> context.text
 'Answer: q1?\\n<think>s</think>\\n<search>q</search>\\n<info>d</info>'
@@ -29,14 +33,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
-from mem1_envs.validation import show
+from mem1_envs.validation import check_choice, show
 
 TokenCounter = Callable[[str], int]
-
-POLICIES = ("mem1", "window", "full")
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -125,46 +127,98 @@ def _join(parts: Sequence[str]) -> str:
     return "\n".join(part for part in parts if part)
 
 
+POLICIES: dict[str, type[ContextPolicy]] = {}
+"""The registered context policies by name (what ``memory="name"`` and the scripts' choices list)."""
+
+
+def register_policy(cls: type[ContextPolicy]) -> type[ContextPolicy]:
+    """Class decorator: make a policy available by its ``name`` (``memory="name"``, scripts)."""
+    if not cls.name or not isinstance(cls.name, str):
+        raise ValueError(f"a registered policy needs a non-empty name, got {cls.name!r}")
+    POLICIES[cls.name] = cls
+    return cls
+
+
 @dataclass(frozen=True)
 class ContextPolicy:
-    """Build the agent's context from the prompt and the finished turns.
+    """What the agent sees: build the next context from the prompt and the finished turns.
+
+    A subclass sets ``name`` and implements :meth:`build`; ``@register_policy`` makes it
+    available by name. Here is a new policy, one that keeps every action but only the last
+    observation, passed to an env as an instance:
+
+    >>> @dataclass(frozen=True)
+    ... class Actions(ContextPolicy):
+    ...     name: ClassVar[str] = "actions"
+    ...
+    ...     def build(self, prompt: str, turns: Sequence[Turn]) -> Context:
+    ...         parts = [prompt, *(t.action for t in turns), *(t.observation for t in turns[-1:])]
+    ...         return self.context(_join(parts))
+    >>> import gymnasium as gym, mem1_envs
+    >>> env = gym.make("MEM1-MultiQA-v0", world="small", memory=Actions())
+    >>> observation, info = env.reset(seed=0)
+    >>> for query in ("Oslo", "Bergen"):
+    ...     observation, *_ = env.step(f"<think>s</think><search>{query}</search>")
+    >>> "<search>Oslo</search>" in observation, observation.count("[HINT]")
+    (True, 1)
 
     Attributes:
-        name: ``"mem1"``, ``"window"`` or ``"full"``.
-        max_tokens: token budget of the whole context under ``mem1`` (None: unbounded).
+        max_tokens: token budget of the whole context (None: unbounded; only ``mem1`` uses it).
         window: how many past turns ``window`` keeps.
-        counter: token counter (see :func:`make_token_counter`).
+        counter: token counter (see :func:`make_token_counter`); an env replaces it by its own.
     """
 
-    name: str = "mem1"
+    name: ClassVar[str] = ""
     max_tokens: int | None = None
     window: int = 1
     counter: TokenCounter = count_tokens
 
     def __post_init__(self) -> None:
-        if self.name not in POLICIES:
-            raise ValueError(f"memory policy must be one of {POLICIES}, got {self.name!r}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1 or None, got {self.max_tokens}")
 
-    def kept_turns(self, turns: Sequence[Turn]) -> Sequence[Turn]:
-        """The turns this policy keeps in the next context."""
-        if self.name == "full":
-            return turns
-        keep = 1 if self.name == "mem1" else self.window
-        return turns[-keep:]
-
     def build(self, prompt: str, turns: Sequence[Turn]) -> Context:
-        kept = self.kept_turns(turns)
+        """The context of the next turn."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build(prompt, turns)")
+
+    def context(self, text: str) -> Context:
+        """A :class:`Context` of ``text`` counted by this policy's counter."""
+        return Context(text, self.counter(text))
+
+    def check_prompt(self, prompt: str, advice: str) -> None:
+        """Raise ValueError when the prompt alone cannot fit this policy's budget (at reset)."""
+        if self.max_tokens is None:
+            return
+        tokens = self.counter(prompt)
+        if tokens > self.max_tokens:
+            raise ValueError(
+                f"max_context_tokens={self.max_tokens} cannot hold the prompt of {tokens} tokens; {advice}"
+            )
+
+    def _build_turns(self, prompt: str, kept: Sequence[Turn]) -> Context:
         parts = [prompt]
         for turn in kept:
             parts += [turn.state, turn.action, turn.observation]
-        text = _join(parts)
-        tokens = self.counter(text)
-        if self.name != "mem1" or self.max_tokens is None or tokens <= self.max_tokens or not kept:
-            return Context(text, tokens)
+        return self.context(_join(parts))
+
+
+@register_policy
+@dataclass(frozen=True)
+class Mem1Policy(ContextPolicy):
+    """``mem1``: prompt, the last turn, under ``max_tokens`` (state cut first, then observation).
+
+    The action is cut only as a last resort, when the prompt and the action alone overflow.
+    """
+
+    name: ClassVar[str] = "mem1"
+
+    def build(self, prompt: str, turns: Sequence[Turn]) -> Context:
+        kept = turns[-1:]
+        context = self._build_turns(prompt, kept)
+        if self.max_tokens is None or context.tokens <= self.max_tokens or not kept:
+            return context
         return self._fit(prompt, kept[-1])
 
     def _fit(self, prompt: str, turn: Turn) -> Context:
@@ -181,6 +235,60 @@ class ContextPolicy:
             cut.append(name)
         text = _join([prompt, parts["state"], parts["action"], parts["observation"]])
         return Context(text, self.counter(text), tuple(cut))
+
+
+@register_policy
+@dataclass(frozen=True)
+class WindowPolicy(ContextPolicy):
+    """``window``: prompt and the last ``window`` turns, unbounded."""
+
+    name: ClassVar[str] = "window"
+
+    def build(self, prompt: str, turns: Sequence[Turn]) -> Context:
+        return self._build_turns(prompt, turns[-self.window :])
+
+    def check_prompt(self, prompt: str, advice: str) -> None:
+        """Unbounded: any prompt fits."""
+
+
+@register_policy
+@dataclass(frozen=True)
+class FullPolicy(WindowPolicy):
+    """``full``: prompt and every turn (ReAct history), unbounded."""
+
+    name: ClassVar[str] = "full"
+
+    def build(self, prompt: str, turns: Sequence[Turn]) -> Context:
+        return self._build_turns(prompt, turns)
+
+
+def check_memory(memory: Any) -> Any:
+    """``memory`` if it is a registered policy name or a :class:`ContextPolicy` instance."""
+    if isinstance(memory, ContextPolicy):
+        return memory
+    return check_choice("memory", memory, tuple(POLICIES))
+
+
+def make_policy(
+    memory: str | ContextPolicy = "mem1",
+    max_tokens: int | None = None,
+    window: int = 1,
+    counter: TokenCounter = count_tokens,
+) -> ContextPolicy:
+    """The policy ``memory`` names, built with these settings; an instance gets ``counter`` only.
+
+    >>> make_policy("window", window=2).name, make_policy(Mem1Policy(max_tokens=9)).max_tokens
+    ('window', 9)
+    """
+    if isinstance(memory, ContextPolicy):
+        return replace(memory, counter=counter)
+    check_memory(memory)
+    return POLICIES[memory](max_tokens=max_tokens, window=window, counter=counter)
+
+
+def policy_name(memory: str | ContextPolicy) -> str:
+    """The name of a policy given by name or as an instance (``info``, logs)."""
+    return memory.name if isinstance(memory, ContextPolicy) else memory
 
 
 _WRAPPED = re.compile(r"^(<[^<>]+>)(.*)(</[^<>]+>)$", re.DOTALL)

@@ -428,25 +428,3 @@ def score_answers(
     if m:
         em[:m], f1[:m] = batch_em_f1(list(answers[:m]), list(golds_per_question[:m]))
     return em, f1
-
-
-# -- Shopping reward (WebShop) -------------------------------------------------------------------
-# It lives in mem1_envs.shop.reward (it needs the catalog's types and fuzzy matching); these names
-# resolve to it on first use, so importing this module does not import the shop.
-SHOP_REWARD_NAMES = (
-    "ItemScore",
-    "RewardTables",
-    "batch_item_reward",
-    "batch_item_reward_python",
-    "goal_reward",
-    "item_reward",
-    "type_factor",
-)
-
-
-def __getattr__(name: str) -> object:
-    if name in SHOP_REWARD_NAMES:
-        from mem1_envs.shop import reward
-
-        return getattr(reward, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

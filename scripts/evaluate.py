@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gymnasium as gym
 
 import mem1_envs  # noqa: F401 - registers the env ids
+from mem1_envs.memory import POLICIES
 from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
 QA = "MEM1-MultiQA-v0"
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="openai agent: max requests per second",
     )
-    parser.add_argument("--memory", nargs="+", default=["mem1"], choices=["mem1", "window", "full"])
+    parser.add_argument("--memory", nargs="+", default=["mem1"], choices=list(POLICIES))
     parser.add_argument("--objectives", nargs="+", type=_positive, default=[1], help="MultiQA objectives (N)")
     parser.add_argument("--episodes", type=_positive, default=16)
     parser.add_argument("--seed-start", type=cli_type(check_int, int, minimum=0), default=10**9)
@@ -136,16 +137,10 @@ def _run_scripted(
     args: argparse.Namespace, kwargs: dict[str, Any], seeds: list[int]
 ) -> list[dict[str, float]]:
     from agents.play import play_episode
+    from mem1_envs.registry import find_part
 
     env = gym.make(args.env, **kwargs)
-    if args.env == QA:
-        from agents.scripted import MultiQAScriptedAgent
-
-        agent: Any = MultiQAScriptedAgent()
-    else:
-        from agents.scripted_shop import WebShopScriptedAgent
-
-        agent = WebShopScriptedAgent()
+    agent = find_part(env, "scripted_agent")(env.unwrapped)  # the env's reference agent
     rows = []
     for seed in seeds:
         stats = play_episode(env, agent, seed)

@@ -44,7 +44,7 @@ from tqdm import tqdm
 import mem1_envs  # registers the env ids
 from agents.play import EpisodeStats, play_episode
 from agents.scripted import MultiQAScriptedAgent, WebShopScriptedAgent
-from mem1_envs.memory import POLICIES, ContextPolicy
+from mem1_envs.memory import POLICIES, ContextPolicy, make_policy  # noqa: F401 - make_policy: doctests
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ PolicySpec = str | ContextPolicy
 def policy_label(policy: PolicySpec) -> str:
     """A policy's name in tables: its name, plus the settings that differ from the env defaults.
 
-    >>> policy_label("full"), policy_label(ContextPolicy("window", window=5))
+    >>> policy_label("full"), policy_label(make_policy("window", window=5))
     ('full', 'window(window=5)')
     """
     if isinstance(policy, str):
@@ -106,15 +106,15 @@ def policy_label(policy: PolicySpec) -> str:
 def policy_kwargs(policy: PolicySpec) -> dict[str, Any]:
     """The env keyword arguments that install ``policy`` (a name of ``POLICIES`` or a ContextPolicy).
 
-    >>> policy_kwargs(ContextPolicy("window", window=2))["window"]
+    >>> policy_kwargs(make_policy("window", window=2))["window"]
     2
     """
     if isinstance(policy, str):
         if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES} or a ContextPolicy, got {policy!r}")
+            raise ValueError(f"policy must be one of {tuple(POLICIES)} or a ContextPolicy, got {policy!r}")
         return {"memory": policy}
     if not isinstance(policy, ContextPolicy):
-        raise TypeError(f"policy must be a name of {POLICIES} or a ContextPolicy, got {policy!r}")
+        raise TypeError(f"policy must be a name of {tuple(POLICIES)} or a ContextPolicy, got {policy!r}")
     kwargs: dict[str, Any] = {"memory": policy.name, "window": policy.window, "token_counter": policy.counter}
     # The envs take the budget as max_context_tokens; the policy's None (unbounded) is a budget
     # no context reaches.
@@ -223,7 +223,7 @@ def warm_up(task: Task) -> None:
 
 def sweep(
     tasks: Sequence[Task],
-    policies: Sequence[PolicySpec] = POLICIES,
+    policies: Sequence[PolicySpec] = tuple(POLICIES),
     agents: Sequence[AgentSpec] | None = None,
     *,
     episodes: int = 20,
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--objectives", type=int, nargs="+", default=None, help="MultiQA sizes N")
     parser.add_argument("--items", type=int, nargs="+", default=None, help="shop list sizes k")
     parser.add_argument(
-        "--memory", nargs="+", choices=POLICIES, default=list(POLICIES), help="context policies"
+        "--memory", nargs="+", choices=list(POLICIES), default=list(POLICIES), help="context policies"
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes (seeds) per configuration")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")

@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mem1_envs.memory import POLICIES
 from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
 _positive = cli_type(check_int, int, minimum=1)
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--world", default="small", choices=["small", "default"])
     parser.add_argument("--objectives", type=_positive, default=1)
     parser.add_argument("--max-turns", type=_positive, default=None)
-    parser.add_argument("--memory", default="mem1", choices=["mem1", "window", "full"])
+    parser.add_argument("--memory", default="mem1", choices=list(POLICIES))
     parser.add_argument("--protocol", default="mem1")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(

@@ -8,7 +8,7 @@ import pytest
 from script_import import load_script
 
 from mem1_envs.__main__ import main as cli
-from mem1_envs.memory import POLICIES, ContextPolicy
+from mem1_envs.memory import POLICIES, make_policy
 
 scaling = load_script("memory_scaling")
 SMALL_QA = scaling.Task(
@@ -60,13 +60,13 @@ def test_rows_carry_every_figure_with_its_spread(qa_rows):
 
 
 def test_policies_by_name_or_object():
-    assert tuple(scaling.policy_kwargs(name)["memory"] for name in POLICIES) == POLICIES
-    kwargs = scaling.policy_kwargs(ContextPolicy("window", window=2))
+    assert tuple(scaling.policy_kwargs(name)["memory"] for name in POLICIES) == tuple(POLICIES)
+    kwargs = scaling.policy_kwargs(make_policy("window", window=2))
     assert (kwargs["memory"], kwargs["window"]) == ("window", 2)
-    assert scaling.policy_kwargs(ContextPolicy("mem1", max_tokens=300))["max_context_tokens"] == 300
+    assert scaling.policy_kwargs(make_policy("mem1", max_tokens=300))["max_context_tokens"] == 300
     rows = scaling.sweep(
         [scaling.Task("multiqa", "MEM1-MultiQA-v0", "num_objectives", (2,), {"world": "small"})],
-        [ContextPolicy("window", window=1), ContextPolicy("mem1")],
+        [make_policy("window", window=1), make_policy("mem1")],
         episodes=2,
         progress=False,
     )

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 import mem1_envs  # noqa: E402, F401
 from agents.llm_policy import GenerationConfig, LLMPolicy  # noqa: E402
-from agents.rollout import collect, split_prompt  # noqa: E402
+from agents.rollout import collect  # noqa: E402
 from agents.tiny_model import default_tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -58,8 +58,8 @@ def test_records_hold_exactly_what_the_model_saw_and_produced(policy):
             assert turn.reward == pytest.approx(-0.1)
     # Replaying the env with the recorded texts gives back the contexts the ids were made from.
     env = gym.make("MEM1-MultiQA-v0", **KWARGS)
-    first, _ = env.reset(seed=5)
-    prompt = split_prompt(first)
+    first, info = env.reset(seed=5)
+    prompt = info["prompt"]
     for k, text in enumerate(episodes[1].texts[:-1]):
         observation, *_ = env.step(text)
         assert np.array_equal(
@@ -78,3 +78,25 @@ def test_collect_accepts_a_sync_vector_env_and_runs_in_waves(policy):
     vector.close()
     with pytest.raises(ValueError, match="at least one environment"):
         collect([], policy, seeds=[0])
+
+
+def test_webshop_with_the_instruction_only_first_plays_to_the_end(policy):
+    # The prompt every observation starts with leaves the instruction out; the first context has it.
+    kwargs = {"n_products": 300, "instruction": "first", "max_turns": 3}
+    envs = [gym.make("MEM1-WebShop-v0", **kwargs) for _ in range(2)]
+    episodes = collect(envs, policy, seeds=[0, 1], generation_seed=0)
+    assert [e.turns for e in episodes] == [3, 3]  # a random model never buys: truncated at the limit
+    assert all(e.info["turn"] == 3 for e in episodes)
+    text = policy.tokenizer.decode(episodes[0].record.turns[0].context_ids)
+    assert "Instruction" in text
+    assert "Instruction" not in policy.tokenizer.decode(episodes[0].record.prompt_ids)
+    assert "Instruction" not in policy.tokenizer.decode(episodes[0].record.turns[1].context_ids)
+    # The LLM agent (one env) reads the same prompt from info.
+    env = gym.make("MEM1-WebShop-v0", **kwargs)
+    agent = policy.as_agent()
+    observation, info = env.reset(seed=0)
+    done = False
+    while not done:
+        observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
+        done = terminated or truncated
+    assert info["turn"] == 3

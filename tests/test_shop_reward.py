@@ -154,17 +154,14 @@ def test_serial_and_parallel_kernels_agree_on_a_large_batch():
     assert np.array_equal(parallel, batch_item_reward_python(TABLES, **arrays))
 
 
-def test_rewards_module_re_exports_the_shop_reward_lazily():
+def test_the_qa_rewards_module_knows_nothing_of_the_shop():
+    # The shop reward lives with the shop (mem1_envs.shop.reward); rewards.py is the QA reward only.
     import subprocess
     import sys
 
     from mem1_envs import rewards
-    from mem1_envs.shop import reward
 
-    for name in rewards.SHOP_REWARD_NAMES:
-        assert getattr(rewards, name) is getattr(reward, name)
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        rewards.nothing  # noqa: B018
+    assert not hasattr(rewards, "goal_reward")
     code = "import sys, mem1_envs.rewards; print('mem1_envs.shop.reward' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

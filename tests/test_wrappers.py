@@ -449,3 +449,14 @@ def test_default_tokenizer_is_bytes_on_real_data(tmp_path, monkeypatch):
     )
     assert isinstance(default_tokenizer(real), ByteTokenizer)
     assert isinstance(default_tokenizer(gym.make("MEM1-MultiQA-v0", world="small")), WordTokenizer)
+
+
+def test_the_browser_env_finds_the_shop_parts_through_its_parent_class():
+    # Dispatch is by env id along the class hierarchy, not by class name (it used to be a TypeError).
+    from mem1_envs.registry import find_part
+    from mem1_envs.shop.browser_env import WebShopBrowserEnv
+    from wrappers.candidates_shop import WebShopCandidates
+
+    browser = object.__new__(WebShopBrowserEnv)  # no Chromium needed to look its parts up
+    assert find_part(browser, "candidates") == WebShopCandidates.for_env
+    assert find_part(browser, "scripted_agent").__qualname__ == "WebShopScriptedAgent.for_env"

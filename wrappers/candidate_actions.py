@@ -9,25 +9,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from wrappers.candidates_multiqa import Candidate, MultiQACandidates
+from wrappers.candidates_multiqa import Candidate
 
 CandidateGenerator = Callable[[str], Sequence[Candidate | None]]
 
 
 def default_generator(env: gym.Env, num_candidates: int) -> CandidateGenerator:
-    """The built-in candidate generator for ``env``'s kind (``MEM1-MultiQA-v0``, ``MEM1-WebShop-v0``)."""
-    from mem1_envs.qa.env import MultiQAEnv
+    """The candidate generator registered for ``env`` (:mod:`mem1_envs.registry`)."""
+    from mem1_envs.registry import find_part
 
-    base = env.unwrapped
-    if isinstance(base, MultiQAEnv):
-        return MultiQACandidates(num_candidates, base.config.protocol)
-    if type(base).__name__ == "WebShopTextEnv":
-        from wrappers.candidates_shop import WebShopCandidates
-
-        return WebShopCandidates(num_candidates)
-    raise TypeError(
-        f"no built-in candidates for {type(base).__name__}; pass generator=callable(observation) -> candidates"
-    )
+    try:
+        factory = find_part(env, "candidates")
+    except LookupError as error:
+        raise TypeError(f"{error}, or pass generator=callable(observation) -> candidates") from None
+    return factory(env.unwrapped, num_candidates)
 
 
 class CandidateActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):

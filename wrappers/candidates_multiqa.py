@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from agents.scripted import MultiQAScriptedAgent, Plan, plan_for
 from mem1_envs import protocol as proto
@@ -63,6 +64,11 @@ class MultiQACandidates:
         self.tags = proto.get_tag_set(protocol)
         self._reader = MultiQAScriptedAgent(protocol)
         self.fact_slots = self.mention_slots = max(1, num_slots // 4)
+
+    @classmethod
+    def for_env(cls, env: Any, num_candidates: int) -> MultiQACandidates:
+        """The generator for a ``MEM1-MultiQA-v0`` env (its :mod:`mem1_envs.registry` entry)."""
+        return cls(num_candidates, env.unwrapped.config.protocol)
 
     # -- reading and consolidating ------------------------------------------------------------
     def consolidate(self, observation: str) -> tuple[list[str], dict[str, str], str, str]:

@@ -23,6 +23,7 @@ K >= 20 so a results page's ten products fit).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from agents.scripted_shop import current_page, parse_instruction
 from mem1_envs import protocol as proto
@@ -48,6 +49,11 @@ class WebShopCandidates:
         self.num_slots = num_slots
         self.tags = proto.get_tag_set(protocol)
         self.search_slots = max(2, num_slots // 6)
+
+    @classmethod
+    def for_env(cls, env: Any, num_candidates: int) -> WebShopCandidates:
+        """The generator for a ``MEM1-WebShop-v0`` env (its :mod:`mem1_envs.registry` entry)."""
+        return cls(num_candidates, env.unwrapped.config.protocol)
 
     def __call__(self, observation: str) -> list[Candidate | None]:
         match = _INSTRUCTION.search(observation)

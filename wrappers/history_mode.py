@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from mem1_envs.memory import POLICIES
+from mem1_envs.memory import ContextPolicy, check_memory, policy_name
 
 
 class HistoryMode(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -21,7 +21,8 @@ class HistoryMode(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Args:
         env: the env to wrap.
-        mode: ``"mem1"``, ``"window"`` or ``"full"``.
+        mode: ``"mem1"``, ``"window"``, ``"full"`` (any name in :data:`mem1_envs.memory.POLICIES`)
+            or a :class:`~mem1_envs.memory.ContextPolicy` instance.
         window: turns kept by ``window`` (>= 1); None keeps the env's own setting.
 
     >>> import gymnasium as gym, mem1_envs
@@ -37,7 +38,7 @@ class HistoryMode(gym.Wrapper, gym.utils.RecordConstructorArgs):
     (1, 'mem1')
     """
 
-    def __init__(self, env: gym.Env, mode: str = "mem1", window: int | None = None):
+    def __init__(self, env: gym.Env, mode: str | ContextPolicy = "mem1", window: int | None = None):
         gym.utils.RecordConstructorArgs.__init__(self, mode=mode, window=window)
         gym.Wrapper.__init__(self, env)
         if not callable(getattr(env.unwrapped, "set_context_policy", None)):
@@ -46,14 +47,16 @@ class HistoryMode(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         self.set_mode(mode, window)
 
-    def set_mode(self, mode: str, window: int | None = None) -> None:
+    def set_mode(self, mode: str | ContextPolicy, window: int | None = None) -> None:
         """Switch to ``mode`` from the next observation on (see the class docstring)."""
-        if mode not in POLICIES:
-            raise ValueError(f"mode must be one of {POLICIES}, got {mode!r}")
+        try:
+            check_memory(mode)
+        except (TypeError, ValueError) as error:  # the wrapper's argument is called mode
+            raise type(error)(str(error).replace("memory must", "mode must", 1)) from None
         if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
             raise ValueError(f"window must be an int >= 1 or None, got {window!r}")
         self.env.unwrapped.set_context_policy(mode, window)
-        self.mode = mode
+        self.mode = policy_name(mode)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         observation, info = self.env.reset(seed=seed, options=options)

@@ -136,7 +136,7 @@ def multiqa_vocabulary_texts(env: Any) -> list[str]:
     )
     hints = [proto.turn_hint(n) for n in range(0, 4)]
     extra = "Answer the following questions: ? ; Your last response was invalid No documents found."
-    return [*texts, base.prompt(), tags, *hints, extra, proto.render_documents([("Title", "text")])]
+    return [*texts, base.task_prompt(), tags, *hints, extra, proto.render_documents([("Title", "text")])]
 
 
 def default_tokenizer(env: Any) -> WordTokenizer | ByteTokenizer:

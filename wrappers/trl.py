@@ -49,6 +49,7 @@ import numpy as np
 
 import mem1_envs  # noqa: F401 - registers the env ids
 from agents.llm_policy import Generation, GenerationConfig, HFGenerateBackend, LLMPolicy
+from mem1_envs.base_env import task_prompt
 
 __all__ = [
     "EpisodeRollout",
@@ -88,12 +89,10 @@ def episode_dataset(env_id: str, seeds: Sequence[int], **env_kwargs: Any) -> Any
     """
     from datasets import Dataset
 
-    from agents.rollout import split_prompt
-
     if len(seeds) == 0:
         raise ValueError("seeds must not be empty, got 0 seeds")
     env = gym.make(env_id, **env_kwargs)
-    prompts = [prompt_for(seed, split_prompt(env.reset(seed=int(seed))[0])) for seed in seeds]
+    prompts = [prompt_for(seed, task_prompt(env.reset(seed=int(seed))[1])) for seed in seeds]
     env.close()
     return Dataset.from_dict({"prompt": prompts, "seed": [int(s) for s in seeds]})
 

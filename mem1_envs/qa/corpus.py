@@ -31,6 +31,7 @@ from typing import IO
 
 import numpy as np
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.files import DamagedFileError, load_npy
 from mem1_envs.qa.world import split_contents
 
@@ -38,7 +39,7 @@ FINGERPRINT_BLOCKS = 64  # sampled blocks of a corpus fingerprint (plus head, ta
 FINGERPRINT_BLOCK_BYTES = 1 << 16
 
 
-class CorpusError(ValueError):
+class CorpusError(Mem1EnvsError, ValueError):
     """A corpus file that cannot be read as Search-R1 rows; the message names file and line."""
 
 

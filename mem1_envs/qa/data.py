@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.world import Question
 
 BAD_ROW_RULES = ("error", "skip")
@@ -40,7 +41,7 @@ TEST_FRACTION = 0.1  # share of questions in the "test" split of a hashed split
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class QADataError(ValueError):
+class QADataError(Mem1EnvsError, ValueError):
     """A QA file that breaks the FlashRAG layout; the message names the file and the line."""
 
 

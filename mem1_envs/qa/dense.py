@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
-from mem1_envs.qa.index import (
+from mem1_envs.qa.index_meta import (
     IndexInfo,
     IndexMismatchError,
     building_folder,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium as gym
 from gymnasium import spaces
 
 from mem1_envs import protocol as proto
-from mem1_envs.memory import POLICIES, ContextPolicy, Turn, make_token_counter, truncate_to_tokens
+from mem1_envs.base_env import BoundedMemoryEnv
+from mem1_envs.memory import Turn, check_memory, make_token_counter, truncate_to_tokens
 from mem1_envs.qa.data import compose_consecutive, split_by_text
 from mem1_envs.qa.remote import RetrievalServiceError
 from mem1_envs.qa.search import SearchEngine
@@ -41,8 +41,9 @@ class MultiQAConfig:
     """Documents returned per search (MEM1: 3)."""
     protocol: str = "mem1"
     """Tag set: ``"mem1"`` (<think>/<search>/<answer>/<information>) or ``"paper"`` (<IS>/<query>/...)."""
-    memory: str = "mem1"
-    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns) or ``"full"``."""
+    memory: Any = "mem1"
+    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns), ``"full"``, another
+    registered name or a :class:`~mem1_envs.memory.ContextPolicy` instance."""
     window: int = 3
     """Turns kept by the ``window`` policy."""
     max_context_tokens: int = 2048
@@ -94,7 +95,7 @@ class MultiQAConfig:
         check_int("max_turns", self.max_turns, minimum=1, optional=True)
         check_int("top_k", self.top_k, minimum=1)
         proto.get_tag_set(self.protocol)  # raises naming protocol
-        check_choice("memory", self.memory, POLICIES)
+        check_memory(self.memory)
         check_int("window", self.window, minimum=1)
         check_int("max_context_tokens", self.max_context_tokens, minimum=1)
         check_int("max_observation_tokens", self.max_observation_tokens, minimum=1)
@@ -144,7 +145,7 @@ def split_questions(questions: list[Question], split: str) -> list[Question]:
     return [q for i, q in enumerate(questions) if (i % 10 == 9) == (split == "test")]
 
 
-class MultiQAEnv(gym.Env[str, str]):
+class MultiQAEnv(BoundedMemoryEnv):
     """Multi-objective retrieval QA with a bounded, MEM1-style context.
 
     ## Description
@@ -180,7 +181,8 @@ class MultiQAEnv(gym.Env[str, str]):
     ``RetrievalServiceError`` instead and the episode must be reset).
 
     ## Info
-    ``turn``, ``context_tokens`` (this observation), ``peak_context_tokens``,
+    ``turn``, ``prompt`` (the task prompt every observation of the episode starts with),
+    ``context_tokens`` (this observation), ``peak_context_tokens``,
     ``response_tokens``, ``dependency`` (sum over turns of context x response tokens),
     ``context_cut`` (what the budget cut), ``invalid_action`` (None or the parser's error),
     ``parse_notes``, ``searches``, ``support_recall`` (share of the questions' supporting
@@ -209,22 +211,15 @@ class MultiQAEnv(gym.Env[str, str]):
     (0.0, True, [0.0, 0.0])
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    env_id: ClassVar[str] = "MEM1-MultiQA-v0"
+    config_class: ClassVar[type] = MultiQAConfig
+    # The corpus and index are reloaded from the cache, not pickled with every env.
+    _unpickled: ClassVar[tuple[str, ...]] = ("questions", "engine", "_question_index", "_groups", "_allowed")
 
     def __init__(self, render_mode: str | None = None, source: QASource | None = None, **kwargs: Any):
-        known = {f.name for f in fields(MultiQAConfig)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise TypeError(f"unknown MEM1-MultiQA-v0 arguments {unknown}; known: {sorted(known)}")
-        check_choice("render_mode", render_mode, (None, "ansi"))
+        self._configure(render_mode, kwargs)
         check_instance("source", source, QASource, optional=True)
-        self.config = MultiQAConfig(**kwargs)
-        self.render_mode = render_mode
         self.tags = proto.get_tag_set(self.config.protocol)
-        self.count_tokens = make_token_counter(self.config.token_counter)
-        self.policy = ContextPolicy(
-            self.config.memory, self.config.max_context_tokens, self.config.window, self.count_tokens
-        )
         self._source = source
         self._attach_source()
         self.observation_space = spaces.Text(proto.MAX_OBSERVATION_CHARS, charset=self.charset)
@@ -267,19 +262,12 @@ class MultiQAEnv(gym.Env[str, str]):
                 f"questions in the {config.split!r} split"
             )
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The corpus and index are reloaded from the cache, not pickled with every env.
-        state = self.__dict__.copy()
-        for name in ("questions", "engine", "_question_index", "_groups", "_allowed"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def _reattach(self) -> None:
         self._attach_source()
 
     # -- episode ----------------------------------------------------------------------------
-    def prompt(self) -> str:
+    def task_prompt(self) -> str:
+        """The prompt of the current questions: instructions, then the questions."""
         tags = self.tags
         instructions = INSTRUCTIONS.format(
             state=tags.state,
@@ -293,16 +281,10 @@ class MultiQAEnv(gym.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         self._questions = self._draw_questions(options or {})
-        self._prompt = self.prompt()
         self._turns, self._turn = [], 0
         self._retrieved: set[str] = set()
         self._searches: list[str] = []
-        self._peak = self._dependency = self._context_tokens = 0
-        if self.config.memory == "mem1" and self.count_tokens(self._prompt) > self.config.max_context_tokens:
-            raise ValueError(
-                f"max_context_tokens={self.config.max_context_tokens} cannot hold the prompt of "
-                f"{self.count_tokens(self._prompt)} tokens; raise it or lower num_objectives"
-            )
+        self.start_episode(self.task_prompt(), "raise it or lower num_objectives")
         return self._observe(response_tokens=0, extra={})
 
     def _draw_questions(self, options: dict[str, Any]) -> list[Question]:
@@ -378,19 +360,11 @@ class MultiQAEnv(gym.Env[str, str]):
         return proto.wrap(self.tags.observation, f"{hint}\n\n{documents}")
 
     def _observe(self, response_tokens: int, extra: dict[str, Any]) -> tuple[str, dict]:
-        # The response just scored was generated while attending to the previous context.
-        self._dependency += self._context_tokens * response_tokens
-        context = self.policy.build(self._prompt, self._turns)
-        self._context_tokens = context.tokens
-        self._peak = max(self._peak, context.tokens)
+        context, memory = self.observe(self.prompt, self._turns, response_tokens)
         support = {d for q in self._questions for d in q.support_ids}
         info = {
             "turn": self._turn,
-            "context_tokens": context.tokens,
-            "peak_context_tokens": self._peak,
-            "response_tokens": response_tokens,
-            "dependency": self._dependency,
-            "context_cut": list(context.cut),
+            **memory,
             "invalid_action": None,
             "parse_notes": [],
             "searches": len(self._searches),
@@ -398,20 +372,4 @@ class MultiQAEnv(gym.Env[str, str]):
             "question_ids": [q.qid for q in self._questions],
             **extra,
         }
-        self._last_observation = context.text
         return context.text, info
-
-    def set_context_policy(self, memory: str, window: int | None = None) -> None:
-        """Switch the context policy (``"mem1"``, ``"window"``, ``"full"``) of this running env.
-
-        Used by ``wrappers.HistoryMode`` for baselines. The turns so far are kept, so the next
-        observation is built by the new policy; ``window=None`` keeps the current window.
-        """
-        window = self.config.window if window is None else window
-        self.config = replace(self.config, memory=memory, window=window)  # validates both
-        self.policy = ContextPolicy(memory, self.config.max_context_tokens, window, self.count_tokens)
-
-    def render(self) -> str | None:
-        if self.render_mode == "ansi":
-            return self._last_observation
-        return None

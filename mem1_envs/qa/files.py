@@ -37,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from mem1_envs.errors import Mem1EnvsError
+
 SCAN_LIMIT = 1 << 28
 """Largest ``indices`` array (entries) scanned for out-of-range documents at load: 1 GiB of int32.
 Bigger indexes (Wikipedia-scale) would read the whole file at every load; they are not scanned."""
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(Mem1EnvsError, ValueError):
     """A file of an index or cache entry that is missing, truncated or corrupted (named in the message)."""
 
     def __init__(self, path: str, reason: str, hint: str = "") -> None:

@@ -26,82 +26,31 @@ Every index records a fingerprint of the corpus file it was built from
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from array import array
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
-from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s, load_json
+from mem1_envs.qa.files import hint, load_bm25s
+from mem1_envs.qa.index_meta import (  # shared with mem1_envs.qa.dense, which index.py loads lazily
+    REBUILD_HINT,
+    IndexInfo,
+    IndexMismatchError,
+    building_folder,
+    check_corpus,
+    read_info,
+    write_info,
+)
 from mem1_envs.qa.search import BM25Engine, SearchEngine, tokenize
 from mem1_envs.validation import check_bool, check_float, check_int, check_str
 
 INDEX_FORMAT = 1  # bump when the on-disk layout or the tokenizer changes
 TOKENIZER = "mem1-envs-regex-stopwords-v1"
-META_FILE = "meta.json"
-REBUILD_HINT = "rebuild the index: python -m mem1_envs build-index --corpus CORPUS --out DIR --overwrite"
-
-
-class IndexMismatchError(ValueError):
-    """An index folder that does not belong to the corpus it is used with, or is damaged."""
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    """What ``meta.json`` of an index folder records."""
-
-    kind: str
-    """``"bm25"`` or ``"dense"``."""
-    format: int
-    """On-disk layout version (:data:`INDEX_FORMAT` for BM25)."""
-    corpus_path: str
-    """Absolute path of the corpus at build time (informative; the fingerprint is what counts)."""
-    corpus_fingerprint: str
-    """:func:`~mem1_envs.qa.corpus.corpus_fingerprint` of the corpus at build time."""
-    num_passages: int
-    """Passages in the index."""
-    build_seconds: float
-    """Wall time of the build."""
-    params: dict
-    """Kind-specific parameters (BM25: k1, b, tokenizer, vocabulary size; dense: model, prefixes...)."""
-
-
-def read_info(folder: str) -> IndexInfo:
-    """The :class:`IndexInfo` of an index folder; a clear error if it is not one."""
-    path = os.path.join(folder, META_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"not an index folder (no {META_FILE}): {folder!r}")
-    with hint(REBUILD_HINT):
-        recorded = load_json(path)
-        try:
-            return IndexInfo(**recorded)
-        except TypeError:
-            raise DamagedFileError(path, f"its fields are {sorted(recorded)}") from None
-
-
-def write_info(folder: str, info: IndexInfo) -> None:
-    with open(os.path.join(folder, META_FILE), "w", encoding="utf-8") as handle:
-        json.dump(asdict(info), handle, indent=2)
-
-
-def check_corpus(info: IndexInfo, corpus: str | None, folder: str) -> None:
-    """Raise :class:`IndexMismatchError` when ``corpus`` is not the file the index was built from."""
-    if corpus is None:
-        return
-    found = corpus_fingerprint(corpus)
-    if found != info.corpus_fingerprint:
-        raise IndexMismatchError(
-            f"index {folder!r} was built from a corpus with fingerprint {info.corpus_fingerprint} "
-            f"({info.corpus_path}), but {corpus!r} has fingerprint {found}; rebuild the index "
-            f"(python -m mem1_envs build-index --corpus {corpus} --out DIR)"
-        )
 
 
 class _TermCounter:
@@ -204,31 +153,6 @@ def write_bm25(counter: _TermCounter, folder: str, k1: float, b: float) -> None:
     }
     with open(os.path.join(folder, "params.index.json"), "w", encoding="utf-8") as handle:
         json.dump(params, handle, indent=4)
-
-
-@contextlib.contextmanager
-def building_folder(out: str, overwrite: bool) -> Iterator[str]:
-    """A scratch folder beside ``out`` that is renamed to ``out`` when the block ends cleanly.
-
-    An interrupted build never leaves a half index that loads, and a build that finds ``out``
-    filled by another build meanwhile fails on the rename rather than clobber it.
-    """
-    if os.path.exists(out) and os.listdir(out) and not overwrite:
-        raise FileExistsError(
-            f"index folder {out!r} exists and is not empty; pass overwrite=True (--overwrite)"
-        )
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".building-", dir=parent)
-    try:
-        yield scratch
-        if overwrite and os.path.exists(out):
-            shutil.rmtree(out)
-        elif os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
-        os.rename(scratch, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def build_index(

@@ -22,11 +22,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.search import Hit
 from mem1_envs.qa.world import split_contents
 
 
-class RetrievalServiceError(RuntimeError):
+class RetrievalServiceError(Mem1EnvsError, RuntimeError):
     """The retrieval server could not answer (down, too slow, or answering nonsense)."""
 
 

@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.corpus import join_contents
 from mem1_envs.qa.search import Hit, SearchEngine
 from mem1_envs.validation import check_float, check_int
@@ -64,7 +65,7 @@ class ServiceLimits:
             raise ValueError(f"default_topk must be <= max_topk={self.max_topk}, got {self.default_topk}")
 
 
-class BadRequest(Exception):
+class BadRequest(Mem1EnvsError):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason

@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.shop.browser import BROWSER_EXTRA_HINT, BrowserConfig, ManagedBrowser
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import PageState, build_page, normalize_label, parse_action, transition
@@ -78,7 +79,7 @@ return input;
 """
 
 
-class BrowserFailure(RuntimeError):
+class BrowserFailure(Mem1EnvsError, RuntimeError):
     """The browser died, hung, or shows a page other than the expected one."""
 
 

@@ -4,7 +4,8 @@
 (protocol tags, then ``search[...]``/``click[...]``), runs the pure page model
 (:func:`mem1_envs.shop.pages.transition`) to validate the action and know the new state,
 asks its *display* for the page text of the new state, splits that text into screens that fit
-``screen_tokens``, scores purchases, and builds the MEM1 context and ``info``.
+``screen_tokens``, scores purchases, and builds ``info``; the context itself is built and
+accounted for by the env's ``observe`` (:class:`~mem1_envs.base_env.BoundedMemoryEnv`).
 
 A display is any callable ``display(state, action) -> page text``: it is called after every
 valid navigating action with the new :class:`PageState` and the action string that led there
@@ -23,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from mem1_envs import protocol as proto
-from mem1_envs.memory import ContextPolicy, TokenCounter, Turn, truncate_to_tokens
+from mem1_envs.memory import Context, TokenCounter, Turn, truncate_to_tokens
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.goals import Goal
 from mem1_envs.shop.pages import PageState, normalize_label, parse_action, transition
@@ -31,6 +32,9 @@ from mem1_envs.shop.render_text import ACTIONS_PREFIX
 from mem1_envs.shop.reward import goal_reward
 
 Display = Callable[[PageState, "str | None"], str]
+Observe = Callable[[str, "list[Turn]", int], "tuple[Context, dict[str, Any]]"]
+"""``observe(prompt, turns, response_tokens) -> (context, memory info)``: the env's
+:meth:`~mem1_envs.base_env.BoundedMemoryEnv.observe` (policy and memory accounting)."""
 
 PROMPT = (
     "You are shopping in a web shop. Every turn, first write your memory between <{state}> and "
@@ -96,7 +100,7 @@ class ShopEpisode:
         shop: ShopEngine,
         display: Display,
         tags: proto.TagSet,
-        policy: ContextPolicy,
+        observe: Observe,
         count: TokenCounter,
         *,
         screen_tokens: int,
@@ -105,19 +109,19 @@ class ShopEpisode:
         invalid_action: str,
         invalid_penalty: float,
     ):
-        self.shop, self.display, self.tags, self.policy, self.count = shop, display, tags, policy, count
+        self.shop, self.display, self.tags, self.observe, self.count = shop, display, tags, observe, count
         self.screen_tokens, self.turn_limit, self.instruction = screen_tokens, turn_limit, instruction
         self.invalid_action, self.invalid_penalty = invalid_action, invalid_penalty
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("shop", "display", "policy", "count"):
+        for name in ("shop", "display", "observe", "count"):
             state.pop(name, None)
         return state
 
-    def attach(self, shop: ShopEngine, display: Display, policy: ContextPolicy, count: TokenCounter) -> None:
+    def attach(self, shop: ShopEngine, display: Display, observe: Observe, count: TokenCounter) -> None:
         """Re-attach the unpicklable parts after unpickling."""
-        self.shop, self.display, self.policy, self.count = shop, display, policy, count
+        self.shop, self.display, self.observe, self.count = shop, display, observe, count
 
     # -- episode ------------------------------------------------------------------------------
     def start(self, goal: Goal) -> tuple[str, dict[str, Any]]:
@@ -126,7 +130,6 @@ class ShopEpisode:
         self.turn = 0
         self.turns: list[Turn] = []
         self.purchases: list[tuple[int, dict[str, str]]] = []
-        self.peak = self.dependency = self.context_tokens = 0
         self.invalid_count = 0
         self._show(self.display(self.page, None))
         self.last_components: dict[str, Any] = {}
@@ -139,10 +142,19 @@ class ShopEpisode:
             state=self.tags.state, answer=self.tags.tag_for("answer"), obs=self.tags.observation
         )
 
+    def first_prompt(self, goal: Goal) -> str:
+        """The prompt of the first context: the system prompt and the instruction."""
+        return f"{self.system_prompt}\nInstruction: {goal.instruction}"
+
+    def fixed_prompt(self, goal: Goal) -> str:
+        """The prefix every context of the episode starts with (``instruction="first"``: no instruction)."""
+        return self.system_prompt if self.instruction == "first" else self.first_prompt(goal)
+
     def prompt(self) -> str:
+        """This turn's prompt (the instruction only on the first turn under ``"first"``)."""
         if self.instruction == "first" and self.turn > 0:
             return self.system_prompt
-        return f"{self.system_prompt}\nInstruction: {self.goal.instruction}"
+        return self.first_prompt(self.goal)
 
     def _show(self, page_text: str) -> None:
         self.page_query = self.page.to_query()
@@ -264,19 +276,12 @@ class ShopEpisode:
         return reward
 
     def _observe(self, response_tokens: int, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        self.dependency += self.context_tokens * response_tokens
         turns = self.turns or [Turn("", "", self._page_block())]
-        context = self.policy.build(self.prompt(), turns)
-        self.context_tokens = context.tokens
-        self.peak = max(self.peak, context.tokens)
+        context, memory = self.observe(self.prompt(), turns, response_tokens)
         catalog = self.shop.catalog
         info = {
             "turn": self.turn,
-            "context_tokens": context.tokens,
-            "peak_context_tokens": self.peak,
-            "response_tokens": response_tokens,
-            "dependency": self.dependency,
-            "context_cut": list(context.cut),
+            **memory,
             "invalid_action": None,
             "parse_notes": [],
             "invalid_actions": self.invalid_count,

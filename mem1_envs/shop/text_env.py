@@ -1,7 +1,7 @@
 """``MEM1-WebShop-v0``: the shop in text mode, in-process, no server.
 
-How the browser env reuses this (``MEM1-WebShop-Browser-v0``): subclass or copy
-:class:`WebShopTextEnv`'s ``__init__``/``reset``/``step`` and change one thing, the *display*
+How the browser env reuses this (``MEM1-WebShop-Browser-v0``): it subclasses
+:class:`WebShopTextEnv` and changes one thing, the *display*
 given to :class:`~mem1_envs.shop.episode.ShopEpisode`. Here it is ``_display_text(state,
 action) -> render_text(shop, state)``; in the browser it performs ``action`` in Chromium (click
 the element whose ``data-action`` equals the action, or submit the search form; ``None`` means
@@ -16,14 +16,14 @@ ends the episode as a turn limit would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium as gym
 from gymnasium import spaces
 
 from mem1_envs import protocol as proto
-from mem1_envs.memory import POLICIES, ContextPolicy, make_token_counter
+from mem1_envs.base_env import BoundedMemoryEnv
+from mem1_envs.memory import check_memory, make_token_counter
 from mem1_envs.shop.engine import ShopEngine, load_shop
 from mem1_envs.shop.episode import ShopEpisode
 from mem1_envs.shop.goals import Goal, sample_goal
@@ -48,8 +48,9 @@ class WebShopConfig:
     """``"always"``: the goal is in every context; ``"first"``: only in the first (tests memory)."""
     protocol: str = "webshop"
     """Tag set; ``"webshop"`` is MEM1's WebShop form (<summary>, action in <answer>, page in <state>)."""
-    memory: str = "mem1"
-    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns) or ``"full"``."""
+    memory: Any = "mem1"
+    """Context policy: ``"mem1"`` (bounded), ``"window"`` (last ``window`` turns), ``"full"``, another
+    registered name or a :class:`~mem1_envs.memory.ContextPolicy` instance."""
     window: int = 3
     """Turns kept by the ``window`` policy."""
     max_context_tokens: int = 2048
@@ -73,7 +74,7 @@ class WebShopConfig:
         check_choice("instruction", self.instruction, ("always", "first"))
         if "answer" not in dict(proto.get_tag_set(self.protocol).actions).values():  # raises naming protocol
             raise ValueError(f"protocol {self.protocol!r} has no answer tag to carry shop actions")
-        check_choice("memory", self.memory, POLICIES)
+        check_memory(self.memory)
         check_int("window", self.window, minimum=1)
         check_int("max_context_tokens", self.max_context_tokens, minimum=1)
         check_int("screen_tokens", self.screen_tokens, minimum=50)
@@ -94,7 +95,7 @@ def _check_goals(goals: Any) -> None:
         check_instance(f"goals[{index}]", goal, Goal)
 
 
-class WebShopTextEnv(gym.Env[str, str]):
+class WebShopTextEnv(BoundedMemoryEnv):
     """WebShop with a bounded, MEM1-style context, in text mode.
 
     ## Description
@@ -131,7 +132,8 @@ class WebShopTextEnv(gym.Env[str, str]):
     under ``"terminate"``. Truncated after ``max_turns`` turns.
 
     ## Info
-    ``turn``, ``context_tokens``, ``peak_context_tokens``, ``response_tokens``, ``dependency``,
+    ``turn``, ``prompt`` (the prefix of every observation of the episode: with ``instruction="first"``
+    the instruction is not part of it), ``context_tokens``, ``peak_context_tokens``, ``response_tokens``, ``dependency``,
     ``context_cut``, ``invalid_action`` (None or the error name), ``parse_notes``,
     ``invalid_actions`` (count), ``page`` (page kind), ``page_state`` (the page model's state),
     ``screen``/``screens``, ``purchases`` (product codes), ``reward_components`` (at the end:
@@ -156,7 +158,10 @@ class WebShopTextEnv(gym.Env[str, str]):
     ('unknown_button', -0.1)
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    env_id: ClassVar[str] = "MEM1-WebShop-v0"
+    config_class: ClassVar[type] = WebShopConfig
+    # The catalog and index are reloaded from the cache, not pickled with every env.
+    _unpickled: ClassVar[tuple[str, ...]] = ("shop",)
 
     def __init__(
         self,
@@ -165,15 +170,9 @@ class WebShopTextEnv(gym.Env[str, str]):
         goals: list[Goal] | None = None,
         **kwargs: Any,
     ):
-        known = {f.name for f in fields(WebShopConfig)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise TypeError(f"unknown MEM1-WebShop-v0 arguments {unknown}; known: {sorted(known)}")
-        check_choice("render_mode", render_mode, (None, "ansi"))
+        self._configure(render_mode, kwargs)
         check_instance("shop", shop, ShopEngine, optional=True)
         _check_goals(goals)
-        self.config = WebShopConfig(**kwargs)
-        self.render_mode = render_mode
         self.tags = proto.get_tag_set(self.config.protocol)
         self._given_shop = shop
         self.goals = list(goals) if goals is not None else None
@@ -187,7 +186,7 @@ class WebShopTextEnv(gym.Env[str, str]):
             self.shop,
             self._display,
             self.tags,
-            self.policy,
+            self.observe,
             self.count_tokens,
             screen_tokens=config.screen_tokens,
             turn_limit=config.turn_limit,
@@ -199,25 +198,18 @@ class WebShopTextEnv(gym.Env[str, str]):
 
     def _attach(self) -> None:
         self.shop = self._given_shop or load_shop(self.config.n_products, self.config.catalog_seed)
-        self.count_tokens = make_token_counter(self.config.token_counter)
-        self.policy = ContextPolicy(
-            self.config.memory, self.config.max_context_tokens, self.config.window, self.count_tokens
-        )
 
     def _display(self, state: PageState, action: str | None) -> str:
         return render_text(self.shop, state)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The catalog and index are reloaded from the cache, not pickled with every env.
-        state = self.__dict__.copy()
-        for name in ("shop", "count_tokens", "policy"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def _reattach(self) -> None:
         self._attach()
-        self.episode.attach(self.shop, self._display, self.policy, self.count_tokens)
+        self.episode.attach(self.shop, self._display, self.observe, self.count_tokens)
+
+    def _attach_memory(self) -> None:
+        super()._attach_memory()
+        if "episode" in self.__dict__:  # a new counter (set_context_policy, unpickling) reaches the episode
+            self.episode.count = self.count_tokens
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
@@ -232,31 +224,12 @@ class WebShopTextEnv(gym.Env[str, str]):
             )
         self.goal = goal
         self._started = True
-        prompt_tokens = self.count_tokens(self.episode.system_prompt + goal.instruction)
-        if self.config.memory == "mem1" and prompt_tokens > self.config.max_context_tokens:
-            raise ValueError(
-                f"max_context_tokens={self.config.max_context_tokens} cannot hold the prompt of "
-                f"{prompt_tokens} tokens; raise it or lower n_items"
-            )
+        if self.config.instruction == "first":  # the first context shows the instruction too
+            self.policy.check_prompt(self.episode.first_prompt(goal), "raise it or lower n_items")
+        self.start_episode(self.episode.fixed_prompt(goal), "raise it or lower n_items")
         return self.episode.start(goal)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         if not self._started:
             raise RuntimeError("call reset() before step()")
         return self.episode.step(action)
-
-    def set_context_policy(self, memory: str, window: int | None = None) -> None:
-        """Switch the context policy (``"mem1"``, ``"window"``, ``"full"``) of this running env.
-
-        Used by ``wrappers.HistoryMode``; the turns so far are kept and the next observation is
-        built by the new policy. ``window=None`` keeps the current window.
-        """
-        window = self.config.window if window is None else window
-        self.config = replace(self.config, memory=memory, window=window)  # validates both
-        self.policy = ContextPolicy(memory, self.config.max_context_tokens, window, self.count_tokens)
-        self.episode.policy = self.policy
-
-    def render(self) -> str | None:
-        if self.render_mode == "ansi":
-            return self.episode.observation
-        return None
