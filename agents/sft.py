@@ -72,12 +72,13 @@ def sft_train(
     max_tokens: int | None = None,
     progress: bool = False,
     warmup_steps: int = 0,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int, dict[str, float]], bool | None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on the generated tokens of ``records``; returns the loss per step.
 
     The learning rate warms up linearly over ``warmup_steps`` then decays linearly to 0;
-    ``on_step(step, metrics)`` sees each step's loss, learning rate and generated tokens.
+    ``on_step(step, metrics)`` sees each step's loss, learning rate and generated tokens; when it
+    returns True, training stops there (a time budget).
     """
     import torch
 
@@ -105,7 +106,10 @@ def sft_train(
 
         bar = tqdm(total=total_steps, desc="sft", dynamic_ncols=True)
     model.train()
+    stop = False
     for _ in range(epochs):
+        if stop:
+            break
         order = rng.permutation(len(packed))
         for start in range(0, len(order), batch_episodes):
             batch = collate([packed[i] for i in order[start : start + batch_episodes]])
@@ -119,14 +123,15 @@ def sft_train(
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(
-                    len(losses),
-                    {"loss": losses[-1], "lr": lr_now, "grad_norm": float(norm), "tokens": float(mask.sum())},
-                )
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if on_step is not None and on_step(
+                len(losses),
+                {"loss": losses[-1], "lr": lr_now, "grad_norm": float(norm), "tokens": float(mask.sum())},
+            ):
+                stop = True
+                break
     if bar is not None:
         bar.close()
     model.eval()

@@ -43,23 +43,29 @@ class Recipe:
     """Every knob of a run (``--quick`` and the flags replace some)."""
 
     hidden_size: int = 128
-    layers: int = 4
+    layers: int = 2
     heads: int = 4
-    sft_episodes: int = 4000
-    sft_lr: float = 2e-3
-    sft_batch: int = 16
-    sft_warmup: int = 20
-    sft_eval_every: int = 0
+    sft_episodes: int = 3600
+    sft_lr: float = 3e-3
+    sft_batch: int = 4
+    sft_warmup: int = 30
+    sft_eval_every: int = 200
     """Greedy held-out EM on ``sft_eval_episodes`` every this many SFT steps (0: only at the end)."""
     sft_eval_episodes: int = 32
+    sft_minutes: float = 20.0
+    """Wall-time budget of one SFT run (training stops there; its learning rate has not reached 0)."""
+    ppo_minutes: float = 10.0
+    """Wall-time budget of the PPO phase (its held-out evaluations included)."""
+    scale_minutes: float = 6.0
+    """Wall-time budget of each 2-objective SFT run of the scaling phase."""
     ppo_steps: int = 40
-    ppo_episodes: int = 32
-    actor_lr: float = 5e-5
+    ppo_episodes: int = 16
+    actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     ppo_eval_every: int = 10
-    scale_sft_episodes: int = 3000
+    scale_sft_episodes: int = 800
     scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
-    eval_episodes: int = 100
+    eval_episodes: int = 64
     scale_eval_episodes: int = 32
     max_new_tokens: int = 64
 
@@ -167,6 +173,7 @@ def sft_phase(
     seed: int,
     progress: bool,
     init: str | None = None,
+    minutes: float | None = None,
 ) -> tuple[Any, dict]:
     """Behaviour cloning into ``out/name`` (a ``save_pretrained`` folder); per-step JSONL beside it.
 
@@ -190,7 +197,7 @@ def sft_phase(
     logger = MetricsLogger(os.path.join(out, f"{name}-log"))
     clock = time.perf_counter()
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
+    def on_step(step: int, metrics: dict[str, float]) -> bool:
         metrics = {**metrics, "seconds": time.perf_counter() - clock}
         if recipe.sft_eval_every and step % recipe.sft_eval_every == 0:
             point = evaluate(
@@ -209,6 +216,7 @@ def sft_phase(
                 flush=True,
             )
         logger.log(step, metrics)
+        return metrics["seconds"] > 60 * (recipe.sft_minutes if minutes is None else minutes)
 
     losses = sft_train(
         policy.model,
@@ -226,6 +234,7 @@ def sft_phase(
     packed_tokens = sum(len(r.pack()) for r in records[:200]) / min(len(records), 200)
     summary = {
         "episodes": episodes,
+        "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
         "scripted_reward": sum(rewards) / len(rewards),
         "steps": len(losses),
         "first_loss": losses[0],
@@ -279,9 +288,10 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         )
 
     point()
-    while trainer.step < recipe.ppo_steps:
+    while trainer.step < recipe.ppo_steps and time.perf_counter() - start < 60 * recipe.ppo_minutes:
         history += trainer.train(stop_after=1)
-        if trainer.step % recipe.ppo_eval_every == 0 or trainer.step == recipe.ppo_steps:
+        out_of_time = time.perf_counter() - start >= 60 * recipe.ppo_minutes
+        if trainer.step % recipe.ppo_eval_every == 0 or trainer.step == recipe.ppo_steps or out_of_time:
             point()
     folder = trainer.save_policy()
     trainer.close()
@@ -469,6 +479,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.seed + 1,
                 args.progress,
                 init=os.path.join(args.out, "sft"),
+                minutes=recipe.scale_minutes,
             )
             results["scale_train"][memory] = summary
             table = {}
