@@ -71,13 +71,15 @@ class Recipe:
 
 
 QUICK = {
-    "hidden_size": 96,
-    "layers": 3,
-    "sft_episodes": 1200,
-    "ppo_steps": 6,
-    "ppo_episodes": 16,
-    "ppo_eval_every": 6,
-    "eval_episodes": 48,
+    "sft_episodes": 480,
+    "sft_eval_every": 0,
+    "sft_eval_episodes": 16,
+    "eval_episodes": 16,
+    "ppo_steps": 4,
+    "ppo_eval_every": 4,
+    "scale_sft_episodes": 64,
+    "scale_eval_episodes": 16,
+    "scale_objectives": (1, 2),
 }
 
 
@@ -145,6 +147,35 @@ def evaluate(
     }
 
 
+def heldout_nll(model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int) -> float:
+    """Teacher-forced NLL per generated token of the scripted agent's held-out episodes.
+
+    A continuous measure of what SFT learnt on ``split="test"`` questions (the same exact packed
+    forward as training), informative where EM is still 0.
+    """
+    import torch
+
+    from agents.llm_policy import LLMPolicy
+    from agents.ppo.model import ActorCritic
+    from agents.sft import scripted_records
+    from mem1_envs.trajectory_torch import collate
+
+    policy = LLMPolicy(model, tokenizer)
+    seeds = range(EVAL_SEED, EVAL_SEED + episodes)
+    records, _ = scripted_records(policy, env_kwargs(objectives, memory, "test"), seeds)
+    scorer = ActorCritic(model, critic="none")
+    total, count = 0.0, 0.0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(records), 8):
+            batch = collate([r.pack() for r in records[start : start + 8]])
+            total -= float((scorer(batch)["logprobs"] * batch["loss_mask"]).sum())
+            count += float(batch["loss_mask"].sum())
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
 def both_decodings(
     model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int, seed: int, recipe: Recipe
 ) -> dict:
@@ -193,6 +224,7 @@ def sft_phase(
         policy, env_kwargs(objectives, memory, "train"), range(seed * 10**6, seed * 10**6 + episodes)
     )
     collect_seconds = time.perf_counter() - start
+    nll_start = heldout_nll(policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes)
     folder = os.path.join(out, name)
     logger = MetricsLogger(os.path.join(out, f"{name}-log"))
     clock = time.perf_counter()
@@ -233,6 +265,10 @@ def sft_phase(
     policy.tokenizer.save_pretrained(folder)
     packed_tokens = sum(len(r.pack()) for r in records[:200]) / min(len(records), 200)
     summary = {
+        "heldout_nll_start": nll_start,
+        "heldout_nll": heldout_nll(
+            policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes
+        ),
         "episodes": episodes,
         "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
         "scripted_reward": sum(rewards) / len(rewards),
@@ -332,9 +368,12 @@ def plot(out: str, results: dict) -> list[str]:
     if sft_rows:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot([r["step"] for r in sft_rows], [r["loss"] for r in sft_rows], lw=0.8)
-        ax.set(
-            xlabel="SFT step", ylabel="NLL per generated token", yscale="log", title="SFT loss (1 objective)"
-        )
+        ax.set(xlabel="SFT step", ylabel="NLL per generated token", yscale="log", title="SFT (1 objective)")
+        points = [r for r in sft_rows if "heldout_em_greedy" in r]
+        if points:
+            twin = ax.twinx()
+            twin.plot([r["step"] for r in points], [r["heldout_em_greedy"] for r in points], "o-", color="C1")
+            twin.set(ylabel="held-out EM (greedy)", ylim=(-0.02, 1.0))
         fig.tight_layout()
         written.append(os.path.join(folder, "sft_loss.png"))
         fig.savefig(written[-1], dpi=110)
@@ -361,7 +400,8 @@ def plot(out: str, results: dict) -> list[str]:
         axes[0].legend(fontsize=7)
         axes[1].plot(steps, [r["kl"] for r in ppo_rows], label="KL to SFT (k1)")
         axes[1].plot(steps, [r["logprob_gap"] for r in ppo_rows], label="|rollout - train| log-prob")
-        axes[1].set(xlabel="PPO step", yscale="symlog", title="KL and log-prob gap")
+        axes[1].set_yscale("symlog", linthresh=1e-7)  # k1 KL can be negative; the gap is ~1e-7
+        axes[1].set(xlabel="PPO step", title="KL and log-prob gap (per token)")
         axes[1].legend(fontsize=7)
         axes[2].plot(steps, [r["entropy"] for r in ppo_rows])
         axes[2].set(xlabel="PPO step", title="entropy per generated token")
