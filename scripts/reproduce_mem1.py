@@ -424,6 +424,7 @@ def plot(out: str, results: dict) -> list[str]:
         )
         for ax in axes:
             ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+            ax.minorticks_off()
             ax.legend()
         fig.tight_layout()
         written.append(os.path.join(folder, "scaling.png"))
