@@ -17,7 +17,7 @@ context ids) and its response becomes the turn's "generated" ids. Episodes are p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,21 +73,36 @@ def sft_train(
     max_tokens: int | None = None,
     progress: bool = False,
     device: Any = None,
+    warmup_steps: int = 0,
+    on_step: Callable[[int, dict[str, float]], bool | None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on the generated tokens of ``records``; returns the loss per step.
 
-    Batches are built on ``device`` (default: where the model's parameters are).
+    Batches are built on ``device`` (default: where the model's parameters are). The learning
+    rate warms up linearly over ``warmup_steps`` then decays linearly to 0; ``on_step(step,
+    metrics)`` sees each step's loss, learning rate and generated tokens; when it returns True,
+    training stops there (a time budget).
     """
     import torch
 
-    from mem1_envs.trajectory_torch import collate, forward_logprobs
+    from agents.ppo.model import ActorCritic
+    from mem1_envs.trajectory_torch import collate
 
     if device is None:
         device = next(model.parameters()).device
+    # The LM head on the predicting positions only: generated tokens are a small share of a
+    # packed episode, so this skips most of a [B, S, V] logits tensor.
+    scorer = ActorCritic(model, critic="none")
     packed = [record.pack(max_tokens=max_tokens) for record in records]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     total_steps = epochs * -(-len(packed) // batch_episodes)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: 1.0 - n / max(total_steps, 1))
+
+    def schedule(n: int) -> float:
+        if n < warmup_steps:
+            return (n + 1) / warmup_steps
+        return 1.0 - (n - warmup_steps) / max(total_steps - warmup_steps, 1)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     bar = None
@@ -96,22 +111,32 @@ def sft_train(
 
         bar = tqdm(total=total_steps, desc="sft", dynamic_ncols=True)
     model.train()
+    stop = False
     for _ in range(epochs):
+        if stop:
+            break
         order = rng.permutation(len(packed))
         for start in range(0, len(order), batch_episodes):
             batch = collate([packed[i] for i in order[start : start + batch_episodes]], device=device)
-            logprobs = forward_logprobs(model, batch)
+            logprobs = scorer(batch)["logprobs"]
             mask = batch["loss_mask"]
             loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if on_step is not None and on_step(
+                len(losses),
+                {"loss": losses[-1], "lr": lr_now, "grad_norm": float(norm), "tokens": float(mask.sum())},
+            ):
+                stop = True
+                break
     if bar is not None:
         bar.close()
     model.eval()

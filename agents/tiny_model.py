@@ -43,7 +43,11 @@ class TinyModelConfig:
     world_seed: int = 0
     """Seed of that world."""
     vocab_size: int = 2048
-    """BPE vocabulary size (added tokens included)."""
+    """BPE vocabulary size (added tokens included); ignored when ``word_level``."""
+    word_level: bool = False
+    """Merge until every word of the world is one token (the BPE keeps its byte fallback, so any
+    text still round-trips): an invented name is then one token, which a small model copies
+    from a retrieved document far more easily than a run of sub-word pieces."""
     hidden_size: int = 64
     """Model width."""
     intermediate_size: int = 192
@@ -71,8 +75,12 @@ def protocol_tokens() -> list[str]:
     return [*tokens, "[HINT]", "[/HINT]"]
 
 
-def _corpus(world: str, world_seed: int) -> list[str]:
-    """Text the tokenizer learns from: passages, questions, instructions, rendered documents."""
+def _corpus(world: str, world_seed: int, word_level: bool = False) -> list[str]:
+    """Text the tokenizer learns from: passages, questions, instructions, rendered documents.
+
+    ``word_level`` adds every word as an agent's state writes it (``Q1=Name``, no space before
+    the name), so that spelling is one token too.
+    """
     from mem1_envs.qa.env import INSTRUCTIONS
     from mem1_envs.qa.sources import load_world_source
 
@@ -93,6 +101,10 @@ def _corpus(world: str, world_seed: int) -> list[str]:
             + "\nAnswer the following questions: "
         )
     texts += ["next=Q1.a#1 | Q1.b=x | Q2=y; You have 3 turns left. No documents found."] * 20
+    if word_level:
+        # The same words with no space before them (the byte-level pre-tokenizer keeps a
+        # leading space in the token): "=".join splits them as a state's "Q1=Name" does.
+        texts += ["=".join(text.split()) for text in texts]
     return texts
 
 
@@ -113,12 +125,15 @@ def build_tiny_model(folder: str, **recipe: Any) -> str:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size - len(added),
+        # Word level: a budget no world reaches, so merging stops only when every word is whole.
+        vocab_size=(1 << 22) if config.word_level else config.vocab_size - len(added),
         special_tokens=special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_corpus(config.world, config.world_seed), trainer=trainer)
+    tokenizer.train_from_iterator(
+        _corpus(config.world, config.world_seed, config.word_level), trainer=trainer
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS)
     # Tags as added (not special) tokens: decode() keeps them, so generated text parses.
     fast.add_tokens(added)

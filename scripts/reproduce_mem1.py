@@ -1,0 +1,552 @@
+"""The reference policy learns MultiQA from scratch, and the MEM1 effect in miniature (CPU).
+
+    python scripts/reproduce_mem1.py --out runs/mem1-repro                  # all three phases
+    python scripts/reproduce_mem1.py --out runs/quick --quick               # the test's short version
+    python scripts/evaluate.py --agent hf --model runs/mem1-repro/ppo/policy --greedy --episodes 64
+
+A from-scratch Qwen2-shaped model (``agents.tiny_model``, built offline, no download) with a
+*word-level* tokenizer (every word of the small world is one token, byte fallback kept):
+
+1. **SFT** (``agents.sft``): behaviour cloning of the scripted agent on ``split="train"``
+   episodes at 1 objective, the exact packed masks, loss on generated tokens only. Held-out
+   EM on ``split="test"`` questions, greedy and sampled (temperature 1).
+2. **PPO** (``agents.ppo.PPOTrainer``) from that start on the environment's own reward
+   (EM, invalid action = 0 and the episode ends); KL to the SFT policy, rollout-vs-train
+   log-prob gap and entropy are logged every step; held-out EM before, during and after.
+3. **Scaling**: the SFT recipe at 2 objectives under the ``mem1`` context and, separately,
+   under ``full``; each evaluated at N = 1, 2, 4, 8 objectives in its own context: EM per
+   objective and peak context tokens.
+
+Writes under ``--out``: ``sft/`` and ``ppo/policy/`` (``save_pretrained`` folders that
+``scripts/evaluate.py --agent hf --model`` loads), ``scale-mem1/``, ``scale-full/``, per-step
+JSONL logs (``*.jsonl``; TensorBoard too when installed), ``results.json`` and PNG plots
+(``plots/``, when matplotlib is installed). Nothing under ``--out`` is meant to be committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+EVAL_SEED = 10**9
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every knob of a run (``--quick`` and the flags replace some)."""
+
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    sft_episodes: int = 3600
+    sft_lr: float = 3e-3
+    sft_batch: int = 4
+    sft_warmup: int = 30
+    sft_eval_every: int = 200
+    """Greedy held-out EM on ``sft_eval_episodes`` every this many SFT steps (0: only at the end)."""
+    sft_eval_episodes: int = 32
+    sft_minutes: float = 20.0
+    """Wall-time budget of one SFT run (training stops there; its learning rate has not reached 0)."""
+    ppo_minutes: float = 10.0
+    """Wall-time budget of the PPO phase (its held-out evaluations included)."""
+    scale_minutes: float = 6.0
+    """Wall-time budget of each 2-objective SFT run of the scaling phase."""
+    ppo_steps: int = 40
+    ppo_episodes: int = 16
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    ppo_eval_every: int = 10
+    scale_sft_episodes: int = 800
+    scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
+    eval_episodes: int = 64
+    scale_eval_episodes: int = 32
+    max_new_tokens: int = 64
+
+
+QUICK = {
+    "sft_episodes": 480,
+    "sft_eval_every": 0,
+    "sft_eval_episodes": 16,
+    "eval_episodes": 16,
+    "ppo_steps": 4,
+    "ppo_eval_every": 4,
+    "scale_sft_episodes": 64,
+    "scale_eval_episodes": 16,
+    "scale_objectives": (1, 2),
+}
+
+
+def env_kwargs(objectives: int, memory: str, split: str) -> dict[str, Any]:
+    """The environment of every phase: the small world, its default rules and rewards."""
+    return {"world": "small", "num_objectives": objectives, "memory": memory, "split": split}
+
+
+def base_model(recipe: Recipe, seed: int) -> str:
+    from agents.tiny_model import default_tiny_model
+
+    return default_tiny_model(
+        word_level=True,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=3 * recipe.hidden_size,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        seed=seed,
+    )
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    objectives: int,
+    memory: str,
+    episodes: int,
+    *,
+    greedy: bool,
+    seed: int,
+    max_new_tokens: int,
+) -> dict[str, float]:
+    """Held-out (``split="test"``) EM per objective, reward and peak context of one setting."""
+    import gymnasium as gym
+    import numpy as np
+
+    import mem1_envs  # noqa: F401 - registers the env ids
+    from agents.llm_policy import GenerationConfig, LLMPolicy
+    from agents.rollout import collect
+
+    policy = LLMPolicy(
+        model,
+        tokenizer,
+        generation=GenerationConfig(max_new_tokens=max_new_tokens, do_sample=not greedy),
+    )
+    envs = [gym.make("MEM1-MultiQA-v0", **env_kwargs(objectives, memory, "test")) for _ in range(16)]
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    done = collect(envs, policy, list(range(EVAL_SEED, EVAL_SEED + episodes)), generation_seed=seed)
+    model.train(was_training)
+    for env in envs:
+        env.close()
+    return {
+        "em_per_objective": float(np.mean([e.em for e in done])) / objectives,
+        "reward": float(np.mean([e.reward for e in done])),
+        "f1_per_objective": float(np.mean([e.f1 for e in done])) / objectives,
+        "peak_context_tokens": float(np.mean([e.info["peak_context_tokens"] for e in done])),
+        "peak_context_tokens_max": float(np.max([e.info["peak_context_tokens"] for e in done])),
+        "peak_model_tokens": float(np.mean([e.peak_model_tokens for e in done])),
+        "turns": float(np.mean([e.turns for e in done])),
+        "episodes": float(len(done)),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def heldout_nll(model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int) -> float:
+    """Teacher-forced NLL per generated token of the scripted agent's held-out episodes.
+
+    A continuous measure of what SFT learnt on ``split="test"`` questions (the same exact packed
+    forward as training), informative where EM is still 0.
+    """
+    import torch
+
+    from agents.llm_policy import LLMPolicy
+    from agents.ppo.model import ActorCritic
+    from agents.sft import scripted_records
+    from mem1_envs.trajectory_torch import collate
+
+    policy = LLMPolicy(model, tokenizer)
+    seeds = range(EVAL_SEED, EVAL_SEED + episodes)
+    records, _ = scripted_records(policy, env_kwargs(objectives, memory, "test"), seeds)
+    scorer = ActorCritic(model, critic="none")
+    total, count = 0.0, 0.0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(records), 8):
+            batch = collate([r.pack() for r in records[start : start + 8]])
+            total -= float((scorer(batch)["logprobs"] * batch["loss_mask"]).sum())
+            count += float(batch["loss_mask"].sum())
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
+def both_decodings(
+    model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int, seed: int, recipe: Recipe
+) -> dict:
+    return {
+        name: evaluate(
+            model,
+            tokenizer,
+            objectives,
+            memory,
+            episodes,
+            greedy=name == "greedy",
+            seed=seed,
+            max_new_tokens=recipe.max_new_tokens,
+        )
+        for name in ("greedy", "sampled")
+    }
+
+
+def sft_phase(
+    recipe: Recipe,
+    out: str,
+    name: str,
+    objectives: int,
+    memory: str,
+    episodes: int,
+    seed: int,
+    progress: bool,
+    init: str | None = None,
+    minutes: float | None = None,
+) -> tuple[Any, dict]:
+    """Behaviour cloning into ``out/name`` (a ``save_pretrained`` folder); per-step JSONL beside it.
+
+    ``init``: a checkpoint to start from (a curriculum step) instead of the random base model.
+    """
+    import torch
+
+    from agents.llm_policy import LLMPolicy
+    from agents.ppo.metrics import MetricsLogger
+    from agents.sft import scripted_records, sft_train
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    policy = LLMPolicy.from_pretrained(init or base_model(recipe, seed))
+    # Training seeds never overlap the evaluation seeds; questions come from the train split.
+    records, rewards = scripted_records(
+        policy, env_kwargs(objectives, memory, "train"), range(seed * 10**6, seed * 10**6 + episodes)
+    )
+    collect_seconds = time.perf_counter() - start
+    nll_start = heldout_nll(policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes)
+    folder = os.path.join(out, name)
+    logger = MetricsLogger(os.path.join(out, f"{name}-log"))
+    clock = time.perf_counter()
+
+    def on_step(step: int, metrics: dict[str, float]) -> bool:
+        metrics = {**metrics, "seconds": time.perf_counter() - clock}
+        if recipe.sft_eval_every and step % recipe.sft_eval_every == 0:
+            point = evaluate(
+                policy.model,
+                policy.tokenizer,
+                objectives,
+                memory,
+                recipe.sft_eval_episodes,
+                greedy=True,
+                seed=seed,
+                max_new_tokens=recipe.max_new_tokens,
+            )
+            metrics["heldout_em_greedy"] = point["em_per_objective"]
+            print(
+                f"  {name} step {step}: loss {metrics['loss']:.3f}, held-out EM (greedy, {recipe.sft_eval_episodes} episodes) {point['em_per_objective']:.3f}",
+                flush=True,
+            )
+        logger.log(step, metrics)
+        return metrics["seconds"] > 60 * (recipe.sft_minutes if minutes is None else minutes)
+
+    losses = sft_train(
+        policy.model,
+        records,
+        lr=recipe.sft_lr,
+        batch_episodes=recipe.sft_batch,
+        seed=seed,
+        warmup_steps=recipe.sft_warmup,
+        progress=progress,
+        on_step=on_step,
+    )
+    logger.close()
+    policy.model.save_pretrained(folder)
+    policy.tokenizer.save_pretrained(folder)
+    packed_tokens = sum(len(r.pack()) for r in records[:200]) / min(len(records), 200)
+    summary = {
+        "heldout_nll_start": nll_start,
+        "heldout_nll": heldout_nll(
+            policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes
+        ),
+        "episodes": episodes,
+        "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
+        "scripted_reward": sum(rewards) / len(rewards),
+        "steps": len(losses),
+        "first_loss": losses[0],
+        "final_loss": float(sum(losses[-10:]) / len(losses[-10:])),
+        "packed_tokens_per_episode": packed_tokens,
+        "collect_seconds": collect_seconds,
+        "train_seconds": time.perf_counter() - clock,
+        "folder": folder,
+    }
+    return policy, summary
+
+
+def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bool) -> tuple[Any, dict]:
+    """Masked PPO from the SFT checkpoint; held-out evaluations every ``ppo_eval_every`` steps."""
+    from agents.ppo.config import preset
+    from agents.ppo.trainer import PPOTrainer
+
+    kwargs = env_kwargs(1, "mem1", "train")
+    config = preset(
+        "tiny-cpu",
+        env_kwargs=tuple(kwargs.items()),
+        num_envs=16,
+        episodes_per_step=recipe.ppo_episodes,
+        mini_batch_episodes=recipe.ppo_episodes,
+        micro_batch_episodes=16,
+        max_new_tokens=recipe.max_new_tokens,
+        total_steps=recipe.ppo_steps,
+        actor_lr=recipe.actor_lr,
+        critic_lr=recipe.critic_lr,
+        seed=seed,
+        out_dir=os.path.join(out, "ppo"),
+        save_every=10**6,
+        device="cpu",
+        progress=progress,
+    )
+    trainer = PPOTrainer(config, policy_path=sft_folder)
+    start = time.perf_counter()
+    curve = []
+    history = []
+
+    def point() -> None:
+        result = both_decodings(
+            trainer.core.policy, trainer.tokenizer, 1, "mem1", recipe.eval_episodes, seed, recipe
+        )
+        curve.append(
+            {"ppo_step": trainer.step, **{f"{k}_em": v["em_per_objective"] for k, v in result.items()}}
+        )
+        print(
+            f"  ppo step {trainer.step}: held-out EM greedy {curve[-1]['greedy_em']:.3f} sampled {curve[-1]['sampled_em']:.3f}",
+            flush=True,
+        )
+
+    point()
+    while trainer.step < recipe.ppo_steps and time.perf_counter() - start < 60 * recipe.ppo_minutes:
+        history += trainer.train(stop_after=1)
+        out_of_time = time.perf_counter() - start >= 60 * recipe.ppo_minutes
+        if trainer.step % recipe.ppo_eval_every == 0 or trainer.step == recipe.ppo_steps or out_of_time:
+            point()
+    folder = trainer.save_policy()
+    trainer.close()
+    summary = {
+        "steps": trainer.step,
+        "curve": curve,
+        "seconds": time.perf_counter() - start,
+        "folder": folder,
+        "metrics_jsonl": os.path.join(out, "ppo", "metrics.jsonl"),
+        "final_kl": history[-1]["kl"],
+        "final_logprob_gap": history[-1]["logprob_gap"],
+        "final_entropy": history[-1]["entropy"],
+    }
+    return trainer, summary
+
+
+def plot(out: str, results: dict) -> list[str]:
+    """PNG curves from the JSONL logs and ``results``; [] when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install mem1-envs[plot])")
+        return []
+    folder = os.path.join(out, "plots")
+    os.makedirs(folder, exist_ok=True)
+    written = []
+
+    def rows(path: str) -> list[dict]:
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    sft_rows = rows(os.path.join(out, "sft-log", "metrics.jsonl"))
+    if sft_rows:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot([r["step"] for r in sft_rows], [r["loss"] for r in sft_rows], lw=0.8)
+        ax.set(xlabel="SFT step", ylabel="NLL per generated token", yscale="log", title="SFT (1 objective)")
+        points = [r for r in sft_rows if "heldout_em_greedy" in r]
+        if points:
+            twin = ax.twinx()
+            twin.plot([r["step"] for r in points], [r["heldout_em_greedy"] for r in points], "o-", color="C1")
+            twin.set(ylabel="held-out EM (greedy)", ylim=(-0.02, 1.0))
+        fig.tight_layout()
+        written.append(os.path.join(folder, "sft_loss.png"))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    ppo_rows = rows(os.path.join(out, "ppo", "metrics.jsonl"))
+    if ppo_rows and "ppo" in results:
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        steps = [r["step"] for r in ppo_rows]
+        axes[0].plot(steps, [r["reward"] for r in ppo_rows], label="train reward", lw=0.8)
+        curve = results["ppo"]["curve"]
+        axes[0].plot(
+            [c["ppo_step"] for c in curve],
+            [c["greedy_em"] for c in curve],
+            "o-",
+            label="held-out EM (greedy)",
+        )
+        axes[0].plot(
+            [c["ppo_step"] for c in curve],
+            [c["sampled_em"] for c in curve],
+            "s-",
+            label="held-out EM (sampled)",
+        )
+        axes[0].set(xlabel="PPO step", title="reward and held-out EM")
+        axes[0].legend(fontsize=7)
+        axes[1].plot(steps, [r["kl"] for r in ppo_rows], label="KL to SFT (k1)")
+        axes[1].plot(steps, [r["logprob_gap"] for r in ppo_rows], label="|rollout - train| log-prob")
+        axes[1].set_yscale("symlog", linthresh=1e-7)  # k1 KL can be negative; the gap is ~1e-7
+        axes[1].set(xlabel="PPO step", title="KL and log-prob gap (per token)")
+        axes[1].legend(fontsize=7)
+        axes[2].plot(steps, [r["entropy"] for r in ppo_rows])
+        axes[2].set(xlabel="PPO step", title="entropy per generated token")
+        fig.tight_layout()
+        written.append(os.path.join(folder, "ppo.png"))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    if "scale" in results:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for memory, marker in (("mem1", "o-"), ("full", "s--")):
+            table = results["scale"].get(memory)
+            if not table:
+                continue
+            ns = sorted(int(n) for n in table)
+            axes[0].plot(ns, [table[str(n)]["em_per_objective"] for n in ns], marker, label=memory)
+            axes[1].plot(ns, [table[str(n)]["peak_context_tokens"] for n in ns], marker, label=memory)
+        axes[0].set(xlabel="objectives N", ylabel="EM per objective", xscale="log", title="trained at N = 2")
+        axes[1].set(
+            xlabel="objectives N", ylabel="peak context tokens", xscale="log", yscale="log", title="memory"
+        )
+        for ax in axes:
+            ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+            ax.minorticks_off()
+            ax.legend()
+        fig.tight_layout()
+        written.append(os.path.join(folder, "scaling.png"))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="runs/mem1-repro")
+    parser.add_argument(
+        "--phases", nargs="+", default=["sft", "ppo", "scale"], choices=["sft", "ppo", "scale"]
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="the short version the tests run")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core box)"
+    )
+    parser.add_argument("--progress", action="store_true", help="tqdm bars")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Recipe field")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plots from --out/results.json")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    changes: dict[str, Any] = dict(QUICK) if args.quick else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in Recipe.__dataclass_fields__:
+            raise SystemExit(f"--set: unknown recipe field {key!r}")
+        kind = type(getattr(Recipe(), key))
+        changes[key] = tuple(int(v) for v in value.split(",")) if kind is tuple else kind(value)
+    recipe = Recipe(**changes)
+    os.makedirs(args.out, exist_ok=True)
+    results_path = os.path.join(args.out, "results.json")
+    if args.plot_only:
+        with open(results_path, encoding="utf-8") as handle:
+            print(plot(args.out, json.load(handle)))
+        return {}
+    results: dict[str, Any] = {"recipe": recipe.__dict__, "seed": args.seed, "threads": args.threads}
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as handle:
+            results = {**json.load(handle), **results}
+    results["load_average_start"] = os.getloadavg()
+
+    def save() -> None:
+        with open(results_path, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1, default=str)
+
+    start = time.perf_counter()
+    if "sft" in args.phases:
+        print(f"[1/3] SFT at 1 objective, {recipe.sft_episodes} scripted episodes", flush=True)
+        policy, summary = sft_phase(
+            recipe, args.out, "sft", 1, "mem1", recipe.sft_episodes, args.seed, args.progress
+        )
+        summary["eval"] = both_decodings(
+            policy.model, policy.tokenizer, 1, "mem1", recipe.eval_episodes, args.seed, recipe
+        )
+        results["sft"] = summary
+        save()
+        print(
+            f"  SFT {summary['train_seconds']:.0f} s, loss {summary['first_loss']:.2f} -> {summary['final_loss']:.3f}; "
+            f"held-out EM greedy {summary['eval']['greedy']['em_per_objective']:.3f} sampled {summary['eval']['sampled']['em_per_objective']:.3f}",
+            flush=True,
+        )
+    if "ppo" in args.phases:
+        print(
+            f"[2/3] PPO from the SFT start, {recipe.ppo_steps} steps of {recipe.ppo_episodes} episodes",
+            flush=True,
+        )
+        _, summary = ppo_phase(recipe, args.out, os.path.join(args.out, "sft"), args.seed, args.progress)
+        results["ppo"] = summary
+        save()
+    if "scale" in args.phases:
+        results.setdefault("scale", {})
+        results.setdefault("scale_train", {})
+        for memory in ("mem1", "full"):
+            print(
+                f"[3/3] SFT at 2 objectives under {memory}, evaluated at N = {recipe.scale_objectives}",
+                flush=True,
+            )
+            # Curriculum: the 1-objective SFT checkpoint (the task skill) goes on at 2 objectives.
+            policy, summary = sft_phase(
+                recipe,
+                args.out,
+                f"scale-{memory}",
+                2,
+                memory,
+                recipe.scale_sft_episodes,
+                args.seed + 1,
+                args.progress,
+                init=os.path.join(args.out, "sft"),
+                minutes=recipe.scale_minutes,
+            )
+            results["scale_train"][memory] = summary
+            table = {}
+            for n in recipe.scale_objectives:
+                table[str(n)] = evaluate(
+                    policy.model,
+                    policy.tokenizer,
+                    n,
+                    memory,
+                    recipe.scale_eval_episodes,
+                    greedy=True,
+                    seed=args.seed,
+                    max_new_tokens=recipe.max_new_tokens,
+                )
+                print(
+                    f"  {memory} N={n}: EM/objective {table[str(n)]['em_per_objective']:.3f}, peak context {table[str(n)]['peak_context_tokens']:.0f} tokens",
+                    flush=True,
+                )
+            results["scale"][memory] = table
+            save()
+    results["seconds"] = time.perf_counter() - start
+    results["load_average_end"] = os.getloadavg()
+    results["plots"] = plot(args.out, results)
+    save()
+    return results
+
+
+if __name__ == "__main__":
+    main()

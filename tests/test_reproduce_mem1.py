@@ -1,0 +1,36 @@
+"""The from-scratch recipe learns the scripted policy on held-out questions (short version).
+
+``scripts/reproduce_mem1.py --quick --phases sft``: 480 scripted episodes (120 SFT steps) of the
+word-level tiny model. Asserted: the teacher-forced NLL per generated token of the scripted
+agent's *held-out* (``split="test"``) episodes falls from its random-init value (about 8.7 nats,
+log of the vocabulary) to under ``NLL_BAR``. Three seeds before choosing the bar: see
+BENCHMARKS.md, "Training". Held-out EM needs far longer training (the full run, BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from script_import import load_script
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+NLL_BAR = 2.0  # nats per generated token; seeds 1, 2, 3 reached 1.29, 1.37, 1.30 (BENCHMARKS.md)
+
+
+def test_sft_learns_held_out_scripted_behaviour(tmp_path):
+    out = str(tmp_path / "run")
+    result = load_script("reproduce_mem1").main(["--out", out, "--quick", "--phases", "sft", "--seed", "0"])
+    sft = result["sft"]
+    assert sft["heldout_nll_start"] > 7.0  # random init: about log(vocabulary)
+    assert sft["heldout_nll"] < NLL_BAR, sft
+    # The checkpoint is a save_pretrained folder that scripts/evaluate.py loads.
+    assert os.path.exists(os.path.join(out, "sft", "config.json"))
+    with open(os.path.join(out, "sft-log", "metrics.jsonl"), encoding="utf-8") as handle:
+        steps = [json.loads(line) for line in handle]
+    assert len(steps) == sft["steps"] and steps[-1]["loss"] < steps[0]["loss"]
