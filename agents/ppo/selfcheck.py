@@ -72,14 +72,15 @@ class FixedTurnsEnv(gym.Env):
         self.limit = self.turns[(seed or 0) % len(self.turns)]
         self.turn = 0
         self.prompt = f"Answer the following question: what is item {seed}?"
-        return self.prompt, {}
+        return self.prompt, {"prompt": self.prompt}  # the LLM-policy contract: the task prompt in info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         self.turn += 1
         done = self.turn >= self.limit
         reward = (len(action) % 7) / 7 if done else 0.0
         observation = f"{self.prompt}\nTurn {self.turn} of {self.limit} done."
-        return observation, reward, done, False, {"em": [float(reward > 0.5)], "f1": [reward]}
+        info = {"prompt": self.prompt, "em": [float(reward > 0.5)], "f1": [reward]}
+        return observation, reward, done, False, info
 
 
 if FIXED_TURNS_ID.split(":")[1] not in gym.registry:
