@@ -103,7 +103,8 @@ def test_token_budget_packs_rows_within_budget_and_matches_unpacked_gradients(tm
             name,
             float((got[name] - grad).abs().max()),
         )
-    for name in ("policy_loss", "value_loss", "entropy", "kl_k3"):
+    # the scoring pass runs in the same budgeted rows: its log-probs, values and KL agree too
+    for name in ("policy_loss", "value_loss", "entropy", "kl_k3", "kl", "logprob_gap"):
         assert one[name] == pytest.approx(two[name], rel=1e-5, abs=1e-7), name
 
 

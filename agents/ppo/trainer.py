@@ -201,13 +201,26 @@ class PPOTrainer:
     # -- 2. score ----------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, buffer: RolloutBuffer) -> dict[str, float]:
-        """Current log-probs, values and reference log-probs of every episode (no grad)."""
+        """Current log-probs, values and reference log-probs of every episode (no grad), in the
+        same micro-batches as the update (token budget included), so scoring never needs more
+        memory than training."""
         c = self.config
-        current, values, reference = [], [], []
+        micro = buffer.micro_batches(
+            range(len(buffer)), episodes=c.micro_batch_episodes, max_tokens=c.max_tokens_per_microbatch
+        )
+        n_calls = len(micro)
+        if c.max_tokens_per_microbatch is not None:  # FSDP2 forwards are collectives: equal counts
+            n_calls = int(self._all_max(n_calls))
+        current: dict[int, np.ndarray] = {}
+        values: dict[int, np.ndarray] = {}
+        reference: dict[int, np.ndarray] = {}
         self.core.eval()
-        for start in range(0, len(buffer), c.micro_batch_episodes):
-            indices = list(range(start, min(start + c.micro_batch_episodes, len(buffer))))
-            batch = buffer.collate(indices, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind)
+        for n_micro in range(n_calls):
+            dummy = n_micro >= len(micro)  # a pass whose outputs are dropped (see update())
+            rows = (
+                [[min(range(len(buffer)), key=lambda i: len(buffer.packed[i]))]] if dummy else micro[n_micro]
+            )
+            batch = buffer.collate(rows, device=self.device, dtype=self.mask_dtype, mask=self.mask_kind)
             with self.autocast:
                 out = self.core(batch)
                 if self.reference is not None:
@@ -217,12 +230,14 @@ class PPOTrainer:
                         ref = self.core(batch)["logprobs"]
                 else:
                     ref = out["logprobs"]
-            for row, i in enumerate(indices):
-                n = len(buffer.packed[i])
-                current.append(out["logprobs"][row, :n].float().cpu().numpy())
-                values.append(out["values"][row, :n].float().cpu().numpy())
-                reference.append(ref[row, :n].float().cpu().numpy())
+            if not dummy:
+                current.update(buffer.split(out["logprobs"], rows))
+                values.update(buffer.split(out["values"], rows))
+                reference.update(buffer.split(ref, rows))
         self.core.train()
+        current, values, reference = (
+            [d[i] for i in range(len(buffer))] for d in (current, values, reference)
+        )
         masks = buffer.loss_masks
         rollout = buffer.arrays["rollout_logprobs"]
         gap_sum, gap_max, gap_count = mismatch_stats(rollout, current, masks)
