@@ -144,19 +144,15 @@ def _run_scripted(
     rows = []
     for seed in seeds:
         stats = play_episode(env, agent, seed)
-        rows.append(
-            {
-                "reward": stats.reward,
-                "em": stats.em,
-                "f1": stats.f1,
-                "peak_context_tokens": stats.peak_context_tokens,
-                "dependency": stats.dependency,
-                "seconds": stats.seconds,
-                "turns": stats.turns,
-            }
-        )
+        rows.append(_row(stats))
     env.close()
     return rows
+
+
+def _row(stats: Any) -> dict[str, float]:
+    """One episode's row of the report, from :class:`agents.play.EpisodeStats`."""
+    names = ("reward", "em", "f1", "peak_context_tokens", "dependency", "seconds", "turns")
+    return {name: getattr(stats, name) for name in names}
 
 
 def _run_openai(
@@ -183,18 +179,7 @@ def _run_openai(
         stats = play_episode(env, agent, seed, errors=(OpenAIAgentError,))
         if stats.error is not None:
             print(f"episode seed={seed} truncated: {stats.error}", file=sys.stderr)
-        rows.append(
-            {
-                "reward": stats.reward,
-                "em": stats.em,
-                "f1": stats.f1,
-                "peak_context_tokens": stats.peak_context_tokens,
-                "dependency": stats.dependency,
-                "seconds": stats.seconds,
-                "turns": stats.turns,
-                "errors": float(stats.error is not None),
-            }
-        )
+        rows.append({**_row(stats), "errors": float(stats.error is not None)})
     env.close()
     return rows
 

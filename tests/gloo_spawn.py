@@ -13,14 +13,10 @@ def _entry(rank: int, world: int, port: int, seconds: float, fn: Callable[..., A
     import torch
     import torch.distributed as dist
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        OMP_NUM_THREADS="1",
-    )
+    from agents.ppo.selfcheck import set_process_environment
+
+    set_process_environment(rank, world, port)
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     # A collective that one rank never reaches fails after `seconds` instead of gloo's 30 minutes.
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=seconds))

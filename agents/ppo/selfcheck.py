@@ -87,6 +87,17 @@ if FIXED_TURNS_ID.split(":")[1] not in gym.registry:
     gym.register(FIXED_TURNS_ID.split(":")[1], entry_point=FixedTurnsEnv)
 
 
+def set_process_environment(rank: int, world: int, port: int) -> None:
+    """The torchrun variables of process ``rank`` of ``world`` on 127.0.0.1:``port``."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,13 +108,7 @@ def _worker(rank: int, world: int, port: int, config: Any, batch_path: str, out_
     import torch
     import torch.distributed as dist
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_process_environment(rank, world, port)
     torch.set_num_threads(1)
     from agents.ppo.trainer import PPOTrainer
 
@@ -211,13 +216,7 @@ def _checks_worker(rank: int, world: int, port: int, jobs: list[tuple], out_dir:
     import torch
     import torch.distributed as dist
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_process_environment(rank, world, port)
     torch.set_num_threads(1)  # also one malloc arena: less noise in the resident size
     # A hang fails within a minute instead of gloo's default 30.
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
