@@ -10,14 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agents.ppo import losses as L  # noqa: E402
-from agents.ppo.buffer import (  # noqa: E402
-    RolloutBuffer,
+from agents.ppo.advantages import (  # noqa: E402
+    gae_generated_python,
     gigpo_step_advantages,
     grpo_advantages,
     turn_gae,
 )
+from agents.ppo.buffer import RolloutBuffer  # noqa: E402
 from agents.ppo.config import PPOConfig, preset  # noqa: E402
-from mem1_envs.trajectory import RolloutRecord, TurnRecord, gae_generated_python  # noqa: E402
+from mem1_envs.trajectory import RolloutRecord, TurnRecord  # noqa: E402
 
 pytestmark = pytest.mark.train
 

@@ -51,7 +51,7 @@ that and lists the skipped episodes).
 The trainer's path: the rollout collector fills one :class:`RolloutRecord` per episode; then
 ``batch = collate_records(records)`` (``mem1_envs.trajectory_torch``), one model forward,
 ``gather_logprobs(logits, batch)`` for per-token log-probs aligned with ``input_ids``, and
-:func:`gae_generated` on ``batch["rewards"]``, the critic's values and ``batch["loss_mask"]``
+:func:`agents.ppo.advantages.gae_generated` on ``batch["rewards"]``, the critic's values and ``batch["loss_mask"]``
 (with ``episode_index`` when rows pack several episodes).
 
 >>> packed = pack_exact([7, 8], [([], [1, 2]), ([5], [3])])
@@ -67,7 +67,6 @@ The trainer's path: the rollout collector fills one :class:`RolloutRecord` per e
 
 from __future__ import annotations
 
-from mem1_envs.trajectory.gae import gae_generated, gae_generated_python
 from mem1_envs.trajectory.masks import dense_mask_python, fill_dense_masks, tile_counts, tile_lists
 from mem1_envs.trajectory.mem1_reference import pack_mem1
 from mem1_envs.trajectory.packed import PackedTrajectory
@@ -101,8 +100,6 @@ __all__ = [
     "concat_packed",
     "dense_mask_python",
     "fill_dense_masks",
-    "gae_generated",
-    "gae_generated_python",
     "kind_spans",
     "pack_exact",
     "pack_exact_python",
