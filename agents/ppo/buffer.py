@@ -25,6 +25,7 @@ from agents.ppo.advantages import (
     step_key,
     turn_gae,
 )
+from agents.ppo.losses import kl_k1
 from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, pack_records
 
 __all__ = ["RolloutBuffer"]
@@ -101,7 +102,7 @@ class RolloutBuffer:
         for i, p in enumerate(self.packed):
             reward = self.arrays["task_rewards"][i].copy()
             if kl_in_reward and kl_coef:
-                k1 = self.arrays["old_logprobs"][i] - self.arrays["ref_logprobs"][i]
+                k1 = kl_k1(self.arrays["old_logprobs"][i], self.arrays["ref_logprobs"][i])
                 reward -= np.where(p.loss_mask, kl_coef * k1, 0.0).astype(np.float32)
             rewards.append(reward)
         if mode == "gae":
