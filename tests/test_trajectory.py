@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.ppo.advantages import gae_generated, gae_generated_python
 from mem1_envs.trajectory import (
     KIND_ACTION,
     KIND_OBSERVATION,
@@ -20,8 +21,6 @@ from mem1_envs.trajectory import (
     _pack_exact_kernel,
     concat_packed,
     dense_mask_python,
-    gae_generated,
-    gae_generated_python,
     kind_spans,
     pack_exact,
     pack_exact_python,

@@ -1,119 +1,34 @@
-"""The rollout buffer: packed episodes, per-token arrays, and the advantage estimators.
+"""The rollout buffer: packed episodes, per-token arrays, and the choice of advantage estimator.
 
 One buffer holds one rank's share of a training batch. Each episode is packed exactly
 (:func:`mem1_envs.trajectory.pack_exact`); per-token arrays of its packed length carry the
 sampler's log-probs, the reference log-probs, the values, the rewards (task reward on the last
 generated token, ``-beta * k1`` on every generated token in MEM1's mode), the advantages and the
 returns. Only generated tokens carry any of these; context copies and observations are never
-stepped through.
-
-Advantage estimators (pure numpy functions, tested against hand-computed values):
-
-- ``gae``: token-level GAE over generated tokens (:func:`mem1_envs.trajectory.gae_generated`);
-- ``turn``: GAE over turns (a turn's reward = its tokens' rewards, its value = the value at its
-  first generated token), each turn's advantage given to all of its tokens;
-- ``grpo``: the episode return normalised within its group of rollouts of the same prompt;
-- ``gigpo``: ``grpo`` plus a step-level term: turns of a group whose *bounded* context is
-  identical (MEM1's pruning makes such anchor states common) form a step group, and each
-  turn's return-to-go is normalised within it.
-
->>> groups = np.array([0, 0, 1, 1])
->>> grpo_advantages(np.array([1.0, 0.0, 2.0, 2.0]), groups).round(3).tolist()
-[1.0, -1.0, 0.0, 0.0]
+stepped through. The estimators (``gae``, ``turn``, ``grpo``, ``gigpo``) live in
+:mod:`agents.ppo.advantages`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, gae_generated, pack_records
+from agents.ppo.advantages import (
+    _returns_to_go,
+    gae_generated,
+    gigpo_step_advantages,
+    grpo_advantages,
+    step_key,
+    turn_gae,
+)
+from agents.ppo.losses import kl_k1
+from mem1_envs.trajectory import PackedTrajectory, RolloutRecord, pack_records
 
-__all__ = [
-    "RolloutBuffer",
-    "gigpo_step_advantages",
-    "grpo_advantages",
-    "step_key",
-    "turn_gae",
-]
-
-
-def grpo_advantages(returns: np.ndarray, group_ids: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """``(R - mean_group) / (std_group + eps)`` per episode (population std; 0 in a constant group)."""
-    returns = np.asarray(returns, np.float64)
-    group_ids = np.asarray(group_ids)
-    out = np.zeros_like(returns)
-    for group in np.unique(group_ids):
-        where = group_ids == group
-        values = returns[where]
-        out[where] = (values - values.mean()) / (values.std() + eps)
-    return out.astype(np.float32)
-
-
-def step_key(context_ids: np.ndarray) -> str:
-    """Hash of a turn's bounded context ids: the key of its GiGPO step group."""
-    return hashlib.sha1(np.ascontiguousarray(context_ids, np.int64).tobytes()).hexdigest()
-
-
-def gigpo_step_advantages(
-    group_ids: Sequence[int],
-    step_keys: Sequence[Sequence[str]],
-    step_returns: Sequence[np.ndarray],
-    eps: float = 1e-6,
-) -> list[np.ndarray]:
-    """Per turn: its return-to-go normalised within (episode group, step key); 0 when alone.
-
-    >>> out = gigpo_step_advantages([0, 0], [["a", "b"], ["a", "c"]], [np.array([1.0, 1.0]), np.array([0.0, 0.0])])
-    >>> [o.round(3).tolist() for o in out]
-    [[1.0, 0.0], [-1.0, 0.0]]
-    """
-    members: dict[tuple[int, str], list[tuple[int, int]]] = {}
-    for e, (group, keys) in enumerate(zip(group_ids, step_keys, strict=True)):
-        for t, key in enumerate(keys):
-            members.setdefault((int(group), key), []).append((e, t))
-    out = [np.zeros(len(keys), np.float32) for keys in step_keys]
-    for pairs in members.values():
-        if len(pairs) < 2:
-            continue
-        values = np.array([step_returns[e][t] for e, t in pairs], np.float64)
-        normalised = (values - values.mean()) / (values.std() + eps)
-        for (e, t), value in zip(pairs, normalised, strict=True):
-            out[e][t] = value
-    return out
-
-
-def turn_gae(
-    turn_rewards: np.ndarray, turn_values: np.ndarray, gamma: float = 1.0, lam: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over an episode's turns (value after the last turn: 0). Returns (advantages, returns).
-
-    >>> adv, ret = turn_gae(np.array([0.0, 1.0]), np.array([0.5, 0.25]))
-    >>> adv.tolist(), ret.tolist()
-    ([0.5, 0.75], [1.0, 1.0])
-    """
-    turn_rewards = np.asarray(turn_rewards, np.float64)
-    turn_values = np.asarray(turn_values, np.float64)
-    advantages = np.zeros_like(turn_rewards)
-    running, next_value = 0.0, 0.0
-    for k in range(len(turn_rewards) - 1, -1, -1):
-        delta = turn_rewards[k] + gamma * next_value - turn_values[k]
-        running = delta + gamma * lam * running
-        advantages[k] = running
-        next_value = turn_values[k]
-    return advantages.astype(np.float32), (advantages + turn_values).astype(np.float32)
-
-
-def _returns_to_go(turn_rewards: np.ndarray, gamma: float) -> np.ndarray:
-    out = np.zeros(len(turn_rewards), np.float64)
-    running = 0.0
-    for k in range(len(turn_rewards) - 1, -1, -1):
-        running = turn_rewards[k] + gamma * running
-        out[k] = running
-    return out
+__all__ = ["RolloutBuffer"]
 
 
 @dataclass
@@ -187,7 +102,7 @@ class RolloutBuffer:
         for i, p in enumerate(self.packed):
             reward = self.arrays["task_rewards"][i].copy()
             if kl_in_reward and kl_coef:
-                k1 = self.arrays["old_logprobs"][i] - self.arrays["ref_logprobs"][i]
+                k1 = kl_k1(self.arrays["old_logprobs"][i], self.arrays["ref_logprobs"][i])
                 reward -= np.where(p.loss_mask, kl_coef * k1, 0.0).astype(np.float32)
             rewards.append(reward)
         if mode == "gae":

@@ -9,8 +9,6 @@ exactly the loss of one big batch.
 >>> x, m = torch.tensor([[1.0, 2.0, 30.0]]), torch.tensor([[True, True, False]])
 >>> masked_mean(x, m).item()
 1.5
->>> masked_whiten(x, m).tolist()
-[[-1.0, 1.0, 0.0]]
 """
 
 from __future__ import annotations
@@ -21,14 +19,13 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "entropy_from_logits",
+    "entropy_from_logprobs",
     "explained_variance",
     "kl_k1",
     "kl_k3",
     "masked_mean",
     "masked_sum",
     "masked_var",
-    "masked_whiten",
     "policy_loss",
     "value_loss",
 ]
@@ -55,29 +52,13 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, denominator: Any = Non
 
 
 def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
-    """Variance over masked tokens (biased by default, as whitening uses)."""
+    """Variance over masked tokens (biased by default)."""
     mean = masked_mean(values, mask)
     var = masked_mean((values - mean) ** 2, mask)
     if unbiased:
         count = mask.sum()
         var = var * count / (count - 1).clamp(min=1)
     return var
-
-
-def masked_whiten(
-    values: torch.Tensor,
-    mask: torch.Tensor,
-    shift_mean: bool = True,
-    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
-    eps: float = 1e-8,
-) -> torch.Tensor:
-    """``(x - mean) / std`` over masked tokens (0 off the mask); ``stats`` = global (mean, var)."""
-    torch = _torch()
-    mean, var = stats if stats is not None else (masked_mean(values, mask), masked_var(values, mask))
-    whitened = (values - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        whitened = whitened + mean
-    return torch.where(mask, whitened, torch.zeros_like(whitened))
 
 
 def policy_loss(
@@ -160,15 +141,21 @@ def value_loss(
     return loss, stats
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the categorical distribution of each row of logits (last dim)."""
-    torch = _torch()
-    logp = torch.log_softmax(logits.float(), dim=-1)
+def entropy_from_logprobs(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row (last dim) of a categorical distribution given as log-probabilities;
+    takes the log-softmax the policy forward already computed, so the logits are normalised once.
+
+    >>> import pytest; torch = pytest.importorskip("torch")
+    >>> round(entropy_from_logprobs(torch.log_softmax(torch.zeros(1, 4), -1)).item(), 4)  # log 4
+    1.3863
+    """
     return -(logp.exp() * logp).sum(-1)
 
 
-def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """k1 estimator of KL(pi || ref) per token: ``log pi - log ref`` (MEM1 adds ``-beta * k1`` to rewards)."""
+def kl_k1(logprobs: Any, ref_logprobs: Any) -> Any:
+    """k1 estimator of KL(pi || ref) per token: ``log pi - log ref`` (MEM1 adds ``-beta * k1`` to rewards).
+
+    Tensors or numpy arrays: the rollout buffer applies it to its numpy log-probs."""
     return logprobs - ref_logprobs
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from agents.ppo.losses import entropy_from_logprobs
 from mem1_envs.trajectory_torch import model_inputs
 
 __all__ = ["ActorCritic", "chunked_logprobs", "decoder_and_head"]
@@ -48,7 +49,7 @@ def _chunk_logprobs(
     chosen = logp_all.gather(-1, targets[:, None])[:, 0]
     if not need_entropy:
         return chosen, chosen.new_zeros(())
-    return chosen, -(logp_all.exp() * logp_all).sum(-1)
+    return chosen, entropy_from_logprobs(logp_all)
 
 
 def chunked_logprobs(
