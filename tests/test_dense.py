@@ -144,7 +144,7 @@ def test_ivf_index_and_e5_prefixes(tmp_path):
 
 
 def test_hybrid_rrf_fuses_rankings():
-    from mem1_envs.qa.search import BM25Engine
+    from mem1_envs.search import BM25Engine
 
     a = BM25Engine.build(["1", "2", "3"], ["A", "B", "C"], ["red apple", "green apple", "red car"])
     fused = HybridEngine([a, a], depth=3).search(["red apple"], 3)[0]

@@ -20,9 +20,9 @@ import pytest
 
 import mem1_envs  # noqa: F401  (registers the env ids)
 from mem1_envs.cache import CacheDirError
-from mem1_envs.qa.files import DamagedFileError
+from mem1_envs.files import DamagedFileError
 from mem1_envs.qa.index import build_index, load_index
-from mem1_envs.qa.search import BM25Engine
+from mem1_envs.search import BM25Engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "tests", "data", "wiki_sample.jsonl")

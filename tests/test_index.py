@@ -21,9 +21,9 @@ from mem1_envs.qa.index import (
     open_index,
     read_info,
 )
-from mem1_envs.qa.search import BM25Engine
 from mem1_envs.qa.sources import load_world_source
 from mem1_envs.qa.world import SMALL_WORLD, generate_world, split_contents
+from mem1_envs.search import BM25Engine
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 CORPUS = os.path.join(DATA, "wiki_sample.jsonl")

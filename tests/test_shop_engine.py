@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mem1_envs.qa.search import tokenize
+from mem1_envs.search import tokenize
 from mem1_envs.shop import vocab
 from mem1_envs.shop.catalog import ARRAY_FIELDS, generate_catalog
 from mem1_envs.shop.engine import ShopEngine, cache_folder, load_shop

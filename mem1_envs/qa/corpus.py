@@ -32,7 +32,7 @@ from typing import IO
 import numpy as np
 
 from mem1_envs.errors import Mem1EnvsError
-from mem1_envs.qa.files import DamagedFileError, load_npy
+from mem1_envs.files import DamagedFileError, load_npy
 from mem1_envs.qa.world import split_contents
 
 FINGERPRINT_BLOCKS = 64  # sampled blocks of a corpus fingerprint (plus head, tail and size)

@@ -33,7 +33,7 @@ from mem1_envs.qa.index_meta import (
     read_info,
     write_info,
 )
-from mem1_envs.qa.search import Hit, SearchEngine
+from mem1_envs.search import Hit, SearchEngine
 from mem1_envs.validation import check_bool, check_choice, check_int, check_str
 
 DENSE_FORMAT = 1
@@ -130,7 +130,7 @@ class DenseEncoder:
 
 
 class DenseEngine:
-    """:class:`~mem1_envs.qa.search.SearchEngine` over a faiss index of passage embeddings."""
+    """:class:`~mem1_envs.search.SearchEngine` over a faiss index of passage embeddings."""
 
     def __init__(
         self,
@@ -325,7 +325,7 @@ class HybridEngine:
     Each engine is asked for its top ``depth`` (default ``max(20, 2 * k)``); passages are
     identified by ``doc_id``. ``c = 60`` is the constant of Cormack et al. (2009).
 
-    >>> from mem1_envs.qa.search import BM25Engine
+    >>> from mem1_envs.search import BM25Engine
     >>> a = BM25Engine.build(["1", "2"], ["Oslo", "Bergen"], ["Oslo is a city.", "Bergen is rainy."])
     >>> [h.doc_id for h in HybridEngine([a, a]).search(["rainy city"], k=2)[0]]
     ['2', '1']

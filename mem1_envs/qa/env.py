@@ -13,10 +13,10 @@ from mem1_envs.base_env import BoundedMemoryEnv
 from mem1_envs.memory import Turn, check_memory, make_token_counter, truncate_to_tokens
 from mem1_envs.qa.data import compose_consecutive, split_by_text
 from mem1_envs.qa.remote import RetrievalServiceError
-from mem1_envs.qa.search import SearchEngine
 from mem1_envs.qa.sources import QASource, load_source, world_config
 from mem1_envs.qa.world import Question
 from mem1_envs.rewards import score_answers
+from mem1_envs.search import SearchEngine
 from mem1_envs.validation import check_choice, check_float, check_instance, check_int, check_str
 
 INSTRUCTIONS = (

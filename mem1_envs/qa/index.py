@@ -1,7 +1,7 @@
 """Persistent BM25 indexes over Search-R1 corpora: a streaming build and a memory-mapped load.
 
 :func:`build_index` reads the corpus once. Each passage is tokenized (the tokenizer of
-:mod:`mem1_envs.qa.search`), written to a :class:`~mem1_envs.qa.corpus.PassageStore` and
+:mod:`mem1_envs.search`), written to a :class:`~mem1_envs.qa.corpus.PassageStore` and
 reduced to integer ``(document, term, count)`` triples, saved to disk in numpy chunks. The BM25
 scores (Lucene variant, the formula of ``bm25s``) are then computed chunk by chunk and placed
 straight into memory-mapped files in ``bm25s``'s own format, which :func:`load_index` opens
@@ -35,8 +35,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from mem1_envs.files import hint, load_bm25s
 from mem1_envs.qa.corpus import Passage, PassageStore, corpus_fingerprint, iter_corpus, unique_ids
-from mem1_envs.qa.files import hint, load_bm25s
 from mem1_envs.qa.index_meta import (  # shared with mem1_envs.qa.dense, which index.py loads lazily
     REBUILD_HINT,
     IndexInfo,
@@ -46,7 +46,7 @@ from mem1_envs.qa.index_meta import (  # shared with mem1_envs.qa.dense, which i
     read_info,
     write_info,
 )
-from mem1_envs.qa.search import BM25Engine, SearchEngine, tokenize
+from mem1_envs.search import BM25Engine, SearchEngine, tokenize
 from mem1_envs.validation import check_bool, check_float, check_int, check_str
 
 INDEX_FORMAT = 1  # bump when the on-disk layout or the tokenizer changes

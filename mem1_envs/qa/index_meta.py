@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from mem1_envs.errors import Mem1EnvsError
+from mem1_envs.files import DamagedFileError, hint, load_json
 from mem1_envs.qa.corpus import corpus_fingerprint
-from mem1_envs.qa.files import DamagedFileError, hint, load_json
 
 META_FILE = "meta.json"
 REBUILD_HINT = "rebuild the index: python -m mem1_envs build-index --corpus CORPUS --out DIR --overwrite"

@@ -23,8 +23,8 @@ import urllib.request
 from collections.abc import Sequence
 
 from mem1_envs.errors import Mem1EnvsError
-from mem1_envs.qa.search import Hit
 from mem1_envs.qa.world import split_contents
+from mem1_envs.search import Hit
 
 
 class RetrievalServiceError(Mem1EnvsError, RuntimeError):
@@ -32,7 +32,7 @@ class RetrievalServiceError(Mem1EnvsError, RuntimeError):
 
 
 class RemoteEngine:
-    """:class:`~mem1_envs.qa.search.SearchEngine` over HTTP (stdlib ``urllib``, no extra).
+    """:class:`~mem1_envs.search.SearchEngine` over HTTP (stdlib ``urllib``, no extra).
 
     Arguments: ``url`` of the ``/retrieve`` endpoint; ``timeout`` seconds per request;
     ``retries`` extra tries after a failure that may pass (connection refused, timeout, 5xx);

@@ -32,7 +32,7 @@ from typing import Any
 
 from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.qa.corpus import join_contents
-from mem1_envs.qa.search import Hit, SearchEngine
+from mem1_envs.search import Hit, SearchEngine
 from mem1_envs.validation import check_float, check_int
 
 
@@ -324,7 +324,7 @@ def serve(
 class ServerThread:
     """Serve an engine from a background thread of this process (tests, benchmarks, notebooks).
 
-    >>> from mem1_envs.qa.search import BM25Engine
+    >>> from mem1_envs.search import BM25Engine
     >>> engine = BM25Engine.build(["1"], ["Oslo"], ["Oslo is a city."])
     >>> with ServerThread(engine) as url:  # doctest: +SKIP
     ...     print(url)

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 
 from mem1_envs.cache import build_once, cache_dir
 from mem1_envs.protocol import ASCII_CHARSET
-from mem1_envs.qa.search import BM25Engine, SearchEngine
 from mem1_envs.qa.world import WORLD_SIZES, Question, World, WorldConfig, generate_world, split_contents
+from mem1_envs.search import BM25Engine, SearchEngine
 
 WORLD_FORMAT = 1  # bump when the generator's output changes, so stale caches are not reused
 

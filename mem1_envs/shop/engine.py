@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from mem1_envs.cache import build_once, cache_dir
-from mem1_envs.qa.search import BM25Engine, tokenize
+from mem1_envs.search import BM25Engine, tokenize
 from mem1_envs.shop.catalog import ARRAY_FIELDS, Catalog, generate_catalog
 
 # The cache holds the catalog's id arrays and the index (texts are composed on demand, so text
@@ -240,7 +240,7 @@ class ShopEngine:
 
     @classmethod
     def load(cls, folder: str, seed: int) -> ShopEngine:
-        from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s
+        from mem1_envs.files import DamagedFileError, hint, load_bm25s
 
         fresh = generate_catalog(1, seed=seed)  # the vocabularies (same for every generated catalog)
         path = os.path.join(folder, "catalog.npz")

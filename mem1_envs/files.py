@@ -24,7 +24,7 @@ right size are not checksummed: a flipped score bit gives a wrong score, not a c
 >>> npy_shape(path)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-mem1_envs.qa.files.DamagedFileError: ...a.npy' is damaged (truncated: 500 bytes, its header promises 8128)
+mem1_envs.files.DamagedFileError: ...a.npy' is damaged (truncated: 500 bytes, its header promises 8128)
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from mem1_envs.qa.files import DamagedFileError, hint, load_bm25s, load_json, load_npy
+from mem1_envs.files import DamagedFileError, hint, load_bm25s, load_json, load_npy
 
 # A small English stop-word list: enough to stop "the"/"of" from dominating BM25 scores.
 STOPWORDS = frozenset(
