@@ -33,13 +33,14 @@ import urllib.request
 from typing import Any
 
 from agents.llm_policy import stop_strings_for
+from mem1_envs.errors import Mem1EnvsError
 
 __all__ = ["OpenAIAgent", "OpenAIAgentError"]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class OpenAIAgentError(RuntimeError):
+class OpenAIAgentError(Mem1EnvsError, RuntimeError):
     """A request that failed for good; the message is one line."""
 
 

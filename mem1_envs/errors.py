@@ -4,8 +4,9 @@
 expect (``ValueError`` for bad data, ``RuntimeError`` for a failed service), so existing
 ``except ValueError`` code keeps working. They are: ``CorpusError``, ``QADataError``,
 ``IndexMismatchError``, ``DamagedFileError``, ``CacheDirError`` (an ``OSError``),
-``RetrievalServiceError``, the retrieval server's ``BadRequest`` and the
-browser env's ``BrowserFailure`` (``mem1_envs.trajectory.EpisodeTooLongError`` not yet).
+``RetrievalServiceError``, the retrieval server's ``BadRequest``, the browser env's
+``BrowserFailure``, ``mem1_envs.trajectory.EpisodeTooLongError`` and the OpenAI-compatible
+agent's ``OpenAIAgentError``.
 
 >>> from mem1_envs.qa.index_meta import IndexMismatchError
 >>> issubclass(IndexMismatchError, Mem1EnvsError) and issubclass(IndexMismatchError, ValueError)

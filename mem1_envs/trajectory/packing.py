@@ -11,12 +11,13 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.trajectory.packed import IdsLike, PackedTrajectory, _empty_like_positions, _ids
 
 __all__ = ["EpisodeTooLongError", "concat_packed", "pack_exact", "pack_exact_python"]
 
 
-class EpisodeTooLongError(ValueError):
+class EpisodeTooLongError(Mem1EnvsError, ValueError):
     """The prompt plus the final turn alone do not fit the token budget (D7 in mem1_envs.trajectory)."""
 
 
