@@ -194,11 +194,14 @@ def test_hung_browser_times_out_and_is_restarted(shop: ShopEngine) -> None:
         env.reset(seed=0)
         env.step(act("search[potato chips]"))
         first = env.owned_pids()
+        # With 2 s timeouts a loaded machine can already have restarted the browser once during
+        # the reset or the search above: count the restarts of the frozen step only.
+        restarts = env.browser_restarts
         os.kill(env.browser.browser_pid(), signal.SIGSTOP)  # alive but frozen: commands hang
         start = time.monotonic()
         *_, terminated, truncated, info = env.step(act("click[back to search]"))
         assert truncated and "timed out" in info["truncated_reason"].lower()
-        assert time.monotonic() - start < 30 and info["browser_restarts"] == 1
+        assert time.monotonic() - start < 30 and info["browser_restarts"] == restarts + 1
         assert [pid for pid in first if process_running(pid)] == []  # the frozen one was killed
         assert env.reset(seed=1)[1]["page"] == "search"
     finally:
