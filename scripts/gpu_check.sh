@@ -10,8 +10,8 @@
 # training tokens/s per GPU, forward-only tokens/s, peak GPU memory, the exact-vs-replay log-prob
 # error, and one verdict line per bar. Without CUDA (or with --cpu) it runs the CPU fallback with
 # the tiny model and a fake engine with vLLM's API shapes, installing nothing.
-# Interpreter: $PYTHON, else the python3 on PATH (an activated venv's). Never a guessed
-# .venv/bin/python: that may be a venv without torch (the README's core install makes one).
+# Interpreter: $PYTHON, else the python3 on PATH (an activated venv's). Never the checkout's
+# own .venv: that may be a venv without torch (the README's core install makes one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
