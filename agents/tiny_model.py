@@ -42,6 +42,9 @@ class TinyModelConfig:
     """Generated world whose text trains the tokenizer."""
     world_seed: int = 0
     """Seed of that world."""
+    extra_world_seeds: tuple[int, ...] = ()
+    """Seeds of further worlds whose text trains the tokenizer too (a model trained across
+    worlds, whose invented names differ, then has every name as a word of its own)."""
     vocab_size: int = 2048
     """BPE vocabulary size (added tokens included); ignored when ``word_level``."""
     word_level: bool = False
@@ -75,7 +78,7 @@ def protocol_tokens() -> list[str]:
     return [*tokens, "[HINT]", "[/HINT]"]
 
 
-def _corpus(world: str, world_seed: int, word_level: bool = False) -> list[str]:
+def _corpus(world: str, world_seeds: tuple[int, ...], word_level: bool = False) -> list[str]:
     """Text the tokenizer learns from: passages, questions, instructions, rendered documents.
 
     ``word_level`` adds every word as an agent's state writes it (``Q1=Name``, no space before
@@ -84,10 +87,12 @@ def _corpus(world: str, world_seed: int, word_level: bool = False) -> list[str]:
     from mem1_envs.qa.env import INSTRUCTIONS
     from mem1_envs.qa.sources import load_world_source
 
-    source = load_world_source(world, world_seed)
-    engine: Any = source.engine
-    texts = [f"Doc 1(Title: {t}) {x}" for t, x in zip(engine.titles, engine.texts, strict=True)]
-    texts += [q.text for q in source.questions]
+    texts: list[str] = []
+    for world_seed in world_seeds:
+        source = load_world_source(world, world_seed)
+        engine: Any = source.engine
+        texts += [f"Doc 1(Title: {t}) {x}" for t, x in zip(engine.titles, engine.texts, strict=True)]
+        texts += [q.text for q in source.questions]
     for tags in proto.PROTOCOLS.values():
         if not any(kind == "search" for _, kind in tags.actions):
             continue  # shop tag sets: their tags are added tokens anyway
@@ -132,7 +137,8 @@ def build_tiny_model(folder: str, **recipe: Any) -> str:
         show_progress=False,
     )
     tokenizer.train_from_iterator(
-        _corpus(config.world, config.world_seed, config.word_level), trainer=trainer
+        _corpus(config.world, (config.world_seed, *config.extra_world_seeds), config.word_level),
+        trainer=trainer,
     )
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS)
     # Tags as added (not special) tokens: decode() keeps them, so generated text parses.

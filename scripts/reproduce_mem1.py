@@ -42,9 +42,17 @@ EVAL_SEED = 10**9
 class Recipe:
     """Every knob of a run (``--quick`` and the flags replace some)."""
 
+    word_level: bool = True
+    """Every word of the tokenizer's worlds is one token (else a BPE of ``vocab_size``)."""
+    vocab_size: int = 4096
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
+    worlds: int = 1
+    """Scripted training episodes come from the small worlds of seeds ``0 .. worlds - 1`` (train
+    questions only): each world's facts then recur a few times only, so recalling a memorised
+    fact stops paying and copying it from the retrieved document is what lowers the loss.
+    Evaluation stays on world 0's ``split="test"`` questions."""
     sft_episodes: int = 3600
     sft_lr: float = 3e-3
     sft_batch: int = 4
@@ -60,6 +68,9 @@ class Recipe:
     """Wall-time budget of each 2-objective SFT run of the scaling phase."""
     ppo_steps: int = 40
     ppo_episodes: int = 16
+    ppo_advantage: str = "gae"
+    """``"gae"`` (value head, MEM1's choice) or ``"grpo"`` (groups of ``ppo_group`` rollouts per question)."""
+    ppo_group: int = 1
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     ppo_eval_every: int = 10
@@ -83,16 +94,24 @@ QUICK = {
 }
 
 
-def env_kwargs(objectives: int, memory: str, split: str) -> dict[str, Any]:
-    """The environment of every phase: the small world, its default rules and rewards."""
-    return {"world": "small", "num_objectives": objectives, "memory": memory, "split": split}
+def env_kwargs(objectives: int, memory: str, split: str, world_seed: int = 0) -> dict[str, Any]:
+    """The environment of every phase: a small world, its default rules and rewards."""
+    return {
+        "world": "small",
+        "world_seed": world_seed,
+        "num_objectives": objectives,
+        "memory": memory,
+        "split": split,
+    }
 
 
 def base_model(recipe: Recipe, seed: int) -> str:
     from agents.tiny_model import default_tiny_model
 
     return default_tiny_model(
-        word_level=True,
+        word_level=recipe.word_level,
+        vocab_size=recipe.vocab_size,
+        extra_world_seeds=tuple(range(1, recipe.worlds)),
         hidden_size=recipe.hidden_size,
         intermediate_size=3 * recipe.hidden_size,
         num_hidden_layers=recipe.layers,
@@ -219,10 +238,18 @@ def sft_phase(
     start = time.perf_counter()
     torch.manual_seed(seed)
     policy = LLMPolicy.from_pretrained(init or base_model(recipe, seed))
-    # Training seeds never overlap the evaluation seeds; questions come from the train split.
-    records, rewards = scripted_records(
-        policy, env_kwargs(objectives, memory, "train"), range(seed * 10**6, seed * 10**6 + episodes)
-    )
+    # Training seeds never overlap the evaluation seeds; questions come from the train split,
+    # spread evenly over the recipe's worlds (sft_train shuffles them together).
+    records, rewards = [], []
+    for world in range(recipe.worlds):
+        first = seed * 10**6 + world * episodes
+        world_records, world_rewards = scripted_records(
+            policy,
+            env_kwargs(objectives, memory, "train", world),
+            range(first, first + len(range(world, episodes, recipe.worlds))),
+        )
+        records += world_records
+        rewards += world_rewards
     collect_seconds = time.perf_counter() - start
     nll_start = heldout_nll(policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes)
     folder = os.path.join(out, name)
@@ -289,8 +316,12 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
     from agents.ppo.trainer import PPOTrainer
 
     kwargs = env_kwargs(1, "mem1", "train")
+    group = {"advantage": recipe.ppo_advantage, "group_size": recipe.ppo_group}
+    if recipe.ppo_advantage in ("grpo", "gigpo"):  # KL in the loss: it must not enter group returns
+        group.update(critic="none", kl_mode="k3_loss")
     config = preset(
         "tiny-cpu",
+        **group,
         env_kwargs=tuple(kwargs.items()),
         num_envs=16,
         episodes_per_step=recipe.ppo_episodes,
@@ -307,6 +338,18 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         progress=progress,
     )
     trainer = PPOTrainer(config, policy_path=sft_folder)
+    if recipe.worlds > 1:
+        # Rollouts from every training world too (the trainer plays the envs it holds), so
+        # that PPO, like SFT, cannot profit from memorising one world's facts. Episode i of a
+        # wave plays on env i and a group's rollouts are consecutive: one world per group.
+        import gymnasium as gym
+
+        for env in trainer.envs:
+            env.close()
+        trainer.envs = [
+            gym.make(config.env_id, **env_kwargs(1, "mem1", "train", i // recipe.ppo_group % recipe.worlds))
+            for i in range(config.num_envs)
+        ]
     start = time.perf_counter()
     curve = []
     history = []
@@ -459,7 +502,15 @@ def main(argv: list[str] | None = None) -> dict:
         if key not in Recipe.__dataclass_fields__:
             raise SystemExit(f"--set: unknown recipe field {key!r}")
         kind = type(getattr(Recipe(), key))
-        changes[key] = tuple(int(v) for v in value.split(",")) if kind is tuple else kind(value)
+        if kind is bool and value.lower() not in ("true", "false"):
+            raise SystemExit(f"--set: {key} must be true or false, got {value!r}")
+        changes[key] = (
+            tuple(int(v) for v in value.split(","))
+            if kind is tuple
+            else value.lower() == "true"
+            if kind is bool
+            else kind(value)
+        )
     recipe = Recipe(**changes)
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
