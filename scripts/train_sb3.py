@@ -67,7 +67,7 @@ class Args:
     """Command-line arguments (``--name value``)."""
 
     env: str = "MEM1-MultiQA-v0"
-    """Env id."""
+    """Env id, one of ``mem1_envs.registry.env_ids()``; the options below reach it where its config has them."""
     algo: str = "maskable_ppo"
     """``maskable_ppo`` (sb3-contrib, uses the action masks) or ``ppo`` (stable-baselines3)."""
     policy: str = "embedding"
