@@ -70,7 +70,7 @@ def play_episode(
         reward=total,
         em=float(sum(info.get("em", [0.0]))),
         f1=float(sum(info.get("f1", [0.0]))),
-        turns=int(info["turn"]),
+        turns=int(info.get("turn", len(contexts))),  # "turn" is not part of the base contract
         peak_context_tokens=int(info["peak_context_tokens"]),
         dependency=int(info["dependency"]),
         seconds=time.perf_counter() - start,

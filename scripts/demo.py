@@ -25,6 +25,7 @@ from tqdm import tqdm
 import mem1_envs  # noqa: F401  (registers the env ids)
 from agents.play import EpisodeStats, play_episode
 from agents.scripted import MultiQAScriptedAgent
+from mem1_envs.memory import POLICIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--objectives", type=int, nargs="+", default=[1, 4, 16], help="questions per episode")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per setting")
-    parser.add_argument("--memory", nargs="+", default=["mem1", "full"], help="context policies to compare")
+    parser.add_argument(
+        "--memory",
+        nargs="+",
+        default=["mem1", "full"],
+        choices=list(POLICIES),
+        help="context policies to compare",
+    )
     parser.add_argument("--world", default="default", help="generated world size: default or small")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")
     args = parser.parse_args(argv)

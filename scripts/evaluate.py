@@ -1,10 +1,11 @@
-"""Evaluate any agent on MEM1-MultiQA-v0 or MEM1-WebShop-v0 with the paper's metrics.
+"""Evaluate any agent on any registered env (MEM1-MultiQA-v0, MEM1-WebShop-v0, ...) with the paper's metrics.
 
     python scripts/evaluate.py --agent scripted --objectives 1 2 4 --episodes 32
     python scripts/evaluate.py --agent hf --model tiny --memory mem1 full         # zero-shot tiny model
     python scripts/evaluate.py --agent hf --model runs/ppo/policy --greedy          # a trained checkpoint
     python scripts/evaluate.py --agent hf --model /models/Qwen2.5-7B-RL-RAG-Q2-EM-Release --device cuda
     python scripts/evaluate.py --env MEM1-WebShop-v0 --agent scripted --episodes 16
+    python scripts/evaluate.py --env MEM1-WebShop-v0 --env-arg n_items=2 --env-arg instruction=first
     python scripts/evaluate.py --agent openai --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
 
 Metrics per (memory, objectives): EM and F1 summed over objectives (mean over episodes), the env
@@ -12,6 +13,12 @@ reward, peak context tokens (the env's counter; ``peak_model_tokens`` in the mod
 for HF agents, prompt + context + response), dependency, and wall time per trajectory. Writes
 JSON (``--out``) and prints a markdown table (also written next to the JSON as ``.md``).
 Episodes use held-out questions (``--split test``) and seeds from ``--seed-start``.
+
+The env ids, the agent's reference (scripted) agent and the context policies come from the
+registries (:func:`mem1_envs.registry.env_ids`, :mod:`mem1_envs.memory`); each option that names a
+config field (``--world``, ``--split``, ``--n-products``, ``--max-turns``, ``--protocol``) goes to
+the envs that have that field, and ``--env-arg KEY=VALUE`` sets any other field of the env's config
+dataclass (checked before the first episode), so a new env needs no change here.
 
 ``--agent openai`` plays through any OpenAI-compatible server (``--api chat`` or
 ``completions``; key from ``$OPENAI_API_KEY``), sending the env's context as is; a request that
@@ -36,10 +43,11 @@ import gymnasium as gym
 
 import mem1_envs  # noqa: F401 - registers the env ids
 from mem1_envs.memory import POLICIES
+from mem1_envs.registry import env_fields, env_ids, env_kwargs, parse_env_args
 from mem1_envs.validation import check_float, check_folder, check_int, cli_type
 
-QA = "MEM1-MultiQA-v0"
-SHOP = "MEM1-WebShop-v0"
+_FLAG_FIELDS = ("memory", "num_objectives", "world", "split", "n_products", "max_turns", "protocol")
+"""Config fields this script sets with its own options (``--env-arg`` may not set them)."""
 _positive = cli_type(check_int, int, minimum=1)
 
 
@@ -47,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", default=QA, choices=[QA, SHOP])
+    parser.add_argument("--env", default="MEM1-MultiQA-v0", choices=env_ids())
+    parser.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other field of the env's config dataclass (repeatable), e.g. n_items=2",
+    )
     parser.add_argument("--agent", default="scripted", choices=["scripted", "hf", "openai"])
     parser.add_argument(
         "--model",
@@ -77,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="openai agent: max requests per second",
     )
     parser.add_argument("--memory", nargs="+", default=["mem1"], choices=list(POLICIES))
-    parser.add_argument("--objectives", nargs="+", type=_positive, default=[1], help="MultiQA objectives (N)")
+    parser.add_argument(
+        "--objectives", nargs="+", type=_positive, default=[1], help="objectives N (envs with num_objectives)"
+    )
     parser.add_argument("--episodes", type=_positive, default=16)
     parser.add_argument("--seed-start", type=cli_type(check_int, int, minimum=0), default=10**9)
     parser.add_argument("--split", default="test", choices=["train", "test", "all"])
@@ -93,22 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--greedy", action="store_true", help="HF agent: greedy decoding")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--n-products", type=_positive, default=2000, help="WebShop catalog size")
+    parser.add_argument(
+        "--n-products", type=_positive, default=2000, help="catalog size (envs with n_products)"
+    )
     parser.add_argument("--out", default=None, help="JSON path (a .md table is written beside it)")
     return parser
 
 
-def _env_kwargs(args: argparse.Namespace, memory: str, objectives: int) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"memory": memory}
-    if args.env == QA:
-        kwargs.update(world=args.world, num_objectives=objectives, split=args.split)
-    else:
-        kwargs.update(n_products=args.n_products)
-    if args.max_turns is not None:
-        kwargs["max_turns"] = args.max_turns
-    if args.protocol is not None:
-        kwargs["protocol"] = args.protocol
-    return kwargs
+def _env_kwargs(
+    args: argparse.Namespace, memory: str, objectives: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The env's kwargs: this script's options that name one of its config fields, then ``extra``."""
+    options = {
+        "memory": memory,
+        "num_objectives": objectives,
+        "world": args.world,
+        "split": args.split,
+        "n_products": args.n_products,
+        "max_turns": args.max_turns,
+        "protocol": args.protocol,
+    }
+    return {**env_kwargs(args.env, options), **extra}
 
 
 def _load_policy(args: argparse.Namespace, protocol: str) -> Any:
@@ -239,10 +261,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             check_folder("--model", args.model)  # a local folder: nothing is fetched from a hub
         except ValueError as error:
             parser.error(str(error))
+    try:
+        extra = parse_env_args(args.env, args.env_arg, reserved=_FLAG_FIELDS)
+    except (TypeError, ValueError) as error:
+        parser.error(f"argument --env-arg: {error}")
+    fields = env_fields(args.env)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    objectives = args.objectives if args.env == QA else [1]
+    objectives = args.objectives if "num_objectives" in fields else [1]
     policy = None
-    protocol = args.protocol or ("mem1" if args.env == QA else "webshop")
+    protocol = args.protocol or fields.get("protocol") or "mem1"
     if args.agent == "hf":
         policy = _load_policy(args, protocol)
     if args.agent == "openai" and (args.base_url is None or args.model == "tiny"):
@@ -250,7 +277,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for memory in args.memory:
         for n in objectives:
-            kwargs = _env_kwargs(args, memory, n)
+            kwargs = _env_kwargs(args, memory, n, extra)
             if args.agent == "openai":
                 rows, agent = _run_openai(args, kwargs, seeds, protocol), f"openai:{args.model}"
             elif policy is None:

@@ -513,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             )
     if args.benchmarks_md:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench import replace_section  # one writer of BENCHMARKS.md's generated sections
+        from bench_report import replace_section  # one writer of BENCHMARKS.md's generated sections
 
         command = f"Command: `{report['command']}` ({report['seconds']:.0f} s)."
         replace_section(

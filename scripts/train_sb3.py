@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mem1_envs  # noqa: F401  (registers the env ids)
+from mem1_envs import registry
 from wrappers import CandidateActions, TokenizeObservation
 
 try:
@@ -66,7 +67,7 @@ class Args:
     """Command-line arguments (``--name value``)."""
 
     env: str = "MEM1-MultiQA-v0"
-    """Env id."""
+    """Env id, one of ``mem1_envs.registry.env_ids()``; the options below reach it where its config has them."""
     algo: str = "maskable_ppo"
     """``maskable_ppo`` (sb3-contrib, uses the action masks) or ``ppo`` (stable-baselines3)."""
     policy: str = "embedding"
@@ -122,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         else:
             parser.add_argument(flag, type=type(default), default=default)
     args = Args(**vars(parser.parse_args(argv)))
+    if args.env not in registry.env_ids():
+        parser.error(f"--env must be one of {registry.env_ids()}, got {args.env!r}")
     if args.algo not in ALGOS:
         parser.error(f"--algo must be one of {ALGOS}, got {args.algo!r}")
     if args.policy not in POLICIES:
@@ -135,11 +138,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 def env_kwargs(args: Args, split: str) -> dict[str, Any]:
-    if args.env == "MEM1-MultiQA-v0":
-        return {"world": args.world, "num_objectives": args.num_objectives, "split": split}
-    if args.env == "MEM1-WebShop-v0":  # goals are drawn from the whole catalog: no split
-        return {"n_products": args.n_products}
-    return {}
+    """The options ``args.env`` takes (its config fields: the shop has no world or split)."""
+    options = {
+        "world": args.world,
+        "num_objectives": args.num_objectives,
+        "split": split,
+        "n_products": args.n_products,
+    }
+    return registry.env_kwargs(args.env, options)
 
 
 def make_env(args: Args, split: str) -> gym.Env:

@@ -44,3 +44,12 @@ def test_scripted_agent_on_the_shop():
         ["--env", "MEM1-WebShop-v0", "--agent", "scripted", "--episodes", "2", "--n-products", "2000"]
     )
     assert results[0]["env"] == "MEM1-WebShop-v0" and 0.0 <= results[0]["metrics"]["reward"] <= 1.0
+
+
+def test_env_args_reach_the_env_and_the_report():
+    argv = ["--env", "MEM1-WebShop-v0", "--episodes", "2", "--n-products", "2000", "--max-turns", "12"]
+    results = main([*argv, "--env-arg", "n_items=2", "--env-arg", "instruction=first"])
+    assert results[0]["env_kwargs"] == {
+        "memory": "mem1", "n_products": 2000, "max_turns": 12, "n_items": 2, "instruction": "first"
+    }  # fmt: skip
+    assert results[0]["metrics"]["turns"] >= 2  # two items: at least two purchases

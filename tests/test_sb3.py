@@ -134,3 +134,8 @@ def test_train_sb3_script_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         train_sb3.parse_args(["--timesteps", "0"])
     assert "--timesteps must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_sb3.parse_args(["--env", "CartPole-v1"])  # registered in Gymnasium, not one of the suite's
+    assert "--env must be one of ['MEM1-MultiQA-v0'," in capsys.readouterr().err
+    shop = train_sb3.parse_args(["--env", "MEM1-WebShop-v0", "--n-products", "300"])
+    assert train_sb3.env_kwargs(shop, "train") == {"n_products": 300}  # the shop has no world or split

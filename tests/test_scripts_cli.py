@@ -93,6 +93,21 @@ def test_a_hub_name_is_not_fetched(capsys):
         ("train_sft", ["--lr", "-1"], "argument --lr: must be > 0, got -1.0"),
         ("evaluate", ["--objectives", "1", "0"], "argument --objectives: must be >= 1, got 0"),
         ("evaluate", ["--top-p", "1.5"], "argument --top-p: must be <= 1, got 1.5"),
+        (
+            "evaluate",
+            ["--env-arg", "colour=red"],
+            "argument --env-arg: env argument must be KEY=VALUE with KEY one of",
+        ),
+        (
+            "evaluate",
+            ["--env", "MEM1-WebShop-v0", "--env-arg", "n_items=x"],
+            "argument --env-arg: n_items must be int, got 'x'",
+        ),
+        (
+            "evaluate",
+            ["--env-arg", "world=small"],
+            "argument --env-arg: env argument 'world' has its own option",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_naming_the_flag(script, argv, message, capsys):

@@ -132,6 +132,37 @@ def test_registered_scripted_agent_solves_it_under_every_policy():
     assert peaks["mem1"] < peaks["window"] < peaks["full"]
 
 
+def test_evaluate_script_takes_the_registered_toy_without_an_edit(capsys):
+    # The env id, its scripted agent and its config fields all come from the registries.
+    import gymnasium as gym
+    from script_import import load_script
+
+    gym.register("Toy-Guess-v0", entry_point=GuessEnv)
+    try:
+        evaluate = load_script("evaluate")
+        argv = [
+            "--env",
+            "Toy-Guess-v0",
+            "--episodes",
+            "3",
+            "--memory",
+            "mem1",
+            "full",
+            "--env-arg",
+            "window=1",
+        ]
+        results = evaluate.main([*argv, "--max-turns", "9", "--world", "small"])  # world: not a toy field
+        assert [r["env_kwargs"] for r in results] == [
+            {"memory": memory, "max_turns": 9, "window": 1} for memory in ("mem1", "full")
+        ]
+        assert all(r["metrics"]["reward"] == 1.0 for r in results)  # the bisecting agent always wins
+        with pytest.raises(SystemExit):
+            evaluate.main(["--env", "Toy-Guess-v0", "--env-arg", "window=0"])
+        assert "--env-arg: window must be >= 1, got 0" in capsys.readouterr().err
+    finally:
+        del gym.registry["Toy-Guess-v0"]
+
+
 def test_candidate_wrapper_finds_the_registered_generator():
     env = CandidateActions(GuessEnv(), num_candidates=4)
     env.reset(seed=1)

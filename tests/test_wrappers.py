@@ -393,6 +393,42 @@ def test_shop_candidates_follow_the_page():
     assert all(c.text.startswith("<summary>Instruction: Find me") for c in env.candidates if c is not None)
 
 
+@pytest.mark.parametrize("kwargs", [{"instruction": "first"}, {"instruction": "first", "n_items": 2}, {}])
+def test_shop_candidates_read_the_instruction_from_the_task_prompt_every_turn(kwargs):
+    # Under instruction="first" only the first context shows the instruction; the generator
+    # reads it from the task prompt at reset (it used to take "...dollars</summary>" out of the
+    # memory from the second turn on).
+    env = CandidateActions(make_shop(**kwargs), num_candidates=20)
+    for seed in range(2):
+        observation, info = env.reset(seed=seed)
+        goal = env.unwrapped.goal.instruction
+        searched = False
+        for turn in range(8):
+            assert env.generator.instruction == goal, (seed, turn)
+            memories = {c.text.partition("</summary>")[0] for c in env.candidates if c is not None}
+            assert memories == {f"<summary>Instruction: {goal}"}, (seed, turn)
+            if turn and "first" in kwargs.values():
+                assert goal not in observation.partition("<summary>")[0]  # not in the prompt
+            labels = [c and c.label for c in env.candidates]
+            searched |= labels[0] is not None and turn > 0  # back on a search page later on
+            # Alternate: a search or the first clickable, then back to search.
+            action = labels.index("click[back to search]") if "click[back to search]" in labels else 0
+            if turn % 2 == 0:
+                action = 0 if labels[0] else int(env.action_masks().nonzero()[0][-1])
+            observation, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        assert searched  # the search candidates were built again after the first turn
+
+
+def test_shop_candidates_need_the_episode_start():
+    from wrappers.candidates_shop import WebShopCandidates
+
+    observation, _ = make_shop().reset(seed=0)
+    with pytest.raises(RuntimeError, match="start"):
+        WebShopCandidates(20)(observation)
+
+
 def test_shop_wrapped_passes_the_checker_and_runs_vectorised():
     def make() -> gym.Env:
         return TokenizeObservation(CandidateActions(make_shop(), num_candidates=24), max_length=512)

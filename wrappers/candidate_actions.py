@@ -12,6 +12,9 @@ from gymnasium import spaces
 from wrappers.candidates_multiqa import Candidate
 
 CandidateGenerator = Callable[[str], Sequence[Candidate | None]]
+"""``observation -> K slots``. A generator may also have ``start(observation, info)``, called
+after every reset with the first observation and its info, where the env contract puts the task
+prompt (``info["prompt"]``, :func:`mem1_envs.base_env.task_prompt`)."""
 
 
 def default_generator(env: gym.Env, num_candidates: int) -> CandidateGenerator:
@@ -41,8 +44,9 @@ class CandidateActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     Built-in generators: :class:`~wrappers.candidates_multiqa.MultiQACandidates` (searches from the
     questions' entity mentions, answers from the consolidated state and the last documents) and
     :class:`~wrappers.candidates_shop.WebShopCandidates` (the page's clickables and search
-    templates from the instruction; use ``num_candidates >= 20`` there). Both read the
-    observation only, never the hidden answers or goal.
+    templates from the instruction, read from the task prompt at reset; use
+    ``num_candidates >= 20`` there). Both read the observation and the task prompt only, never
+    the hidden answers or goal.
 
     Args:
         env: an env with ``Text`` observations and actions.
@@ -106,6 +110,9 @@ class CandidateActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         observation, info = self.env.reset(seed=seed, options=options)
+        start = getattr(self.generator, "start", None)
+        if callable(start):  # the episode's task, read once from the env contract
+            start(observation, info)
         self._refresh(observation)
         return observation, {**info, "action_mask": self.action_masks()}
 

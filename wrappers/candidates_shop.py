@@ -1,9 +1,11 @@
 """Candidate responses for ``MEM1-WebShop-v0``, read from the observation alone.
 
 The page's last line lists its clickables (``Available actions: click[back to search], ...``);
-a long page also offers its other screens. Searches are built from the instruction, read from
-the prompt or, under ``instruction="first"``, from the memory, where every candidate copies it
-(the scripted consolidation of the memory). The slots::
+a long page also offers its other screens. Searches are built from the episode's instruction,
+which :meth:`WebShopCandidates.start` reads once per episode from the env's task prompt
+(``info["prompt"]``, :mod:`mem1_envs.base_env`) or, under ``instruction="first"``, from the
+first context's prompt line that follows it; so it is the same on every turn, whatever the memory
+holds. Every candidate copies it into its memory (the scripted consolidation). The slots::
 
     slots 0 .. S-1     search templates (only on a page with a search box): each wanted
                        item's words (attributes, type, options), then each item's type alone
@@ -16,7 +18,9 @@ K >= 20 so a results page's ten products fit).
 >>> import gymnasium as gym, mem1_envs
 >>> env = gym.make("MEM1-WebShop-v0", n_products=500)
 >>> observation, info = env.reset(seed=0)
->>> [c.label for c in WebShopCandidates(20)(observation) if c is not None]
+>>> generator = WebShopCandidates(20)
+>>> generator.start(observation, info)  # CandidateActions calls it after every reset
+>>> [c.label for c in generator(observation) if c is not None]
 ['search[no artificial flavors non gmo protein bars original]', 'search[protein bars]']
 """
 
@@ -27,9 +31,11 @@ from typing import Any
 
 from agents.scripted_shop import current_page, parse_instruction
 from mem1_envs import protocol as proto
+from mem1_envs.base_env import task_prompt
 from wrappers.candidates_multiqa import Candidate
 
-_INSTRUCTION = re.compile(r"Instruction: (.+?)(?: \| |\n|$)")
+# The instruction line of the first context's prompt (see mem1_envs.shop.episode.first_prompt).
+_PROMPT_INSTRUCTION = re.compile(r"^Instruction: (.+)$", re.MULTILINE)
 _ACTIONS = re.compile(r"^Available actions: (.*)$", re.MULTILINE)
 _CLICK = re.compile(r"click\[(.*?)\](?=, |$)")
 _SCREEN = re.compile(r"\(Screen (\d+) of (\d+);")
@@ -49,15 +55,33 @@ class WebShopCandidates:
         self.num_slots = num_slots
         self.tags = proto.get_tag_set(protocol)
         self.search_slots = max(2, num_slots // 6)
+        self.instruction: str | None = None
+        """The episode's instruction (set by :meth:`start`)."""
 
     @classmethod
     def for_env(cls, env: Any, num_candidates: int) -> WebShopCandidates:
         """The generator for a ``MEM1-WebShop-v0`` env (its :mod:`mem1_envs.registry` entry)."""
         return cls(num_candidates, env.unwrapped.config.protocol)
 
+    def start(self, observation: str, info: dict[str, Any]) -> None:
+        """Begin an episode from the env's first observation and info (the env contract).
+
+        The instruction is in the task prompt (``instruction="always"``) or, under
+        ``instruction="first"``, on the line of the first context right after the task prompt;
+        it is never read from the memory or the page, which a response or a product can forge.
+        """
+        prompt = task_prompt(info)
+        first_turn = observation[len(prompt) :].lstrip("\n") if observation.startswith(prompt) else ""
+        match = _PROMPT_INSTRUCTION.search(prompt) or _PROMPT_INSTRUCTION.match(first_turn)
+        self.instruction = match.group(1).strip() if match else ""
+
     def __call__(self, observation: str) -> list[Candidate | None]:
-        match = _INSTRUCTION.search(observation)
-        instruction = match.group(1).strip() if match else ""
+        if self.instruction is None:
+            raise RuntimeError(
+                "call start(observation, info) with the env's first observation before asking "
+                "for candidates (CandidateActions does it after every reset)"
+            )
+        instruction = self.instruction
         page = current_page(observation)
         slots: list[Candidate | None] = [None] * self.num_slots
         memory = f"Instruction: {instruction}" if instruction else ""

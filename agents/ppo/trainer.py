@@ -39,7 +39,7 @@ import mem1_envs  # noqa: F401 - registers the env ids
 from agents.engines import EngineSync, make_backend
 from agents.engines.mismatch import mismatch_stats, tis_weights
 from agents.llm_policy import GenerationConfig, LLMPolicy
-from agents.ppo import checkpoint, setup
+from agents.ppo import checkpoint, evaluation, setup
 from agents.ppo import losses as L
 from agents.ppo.buffer import RolloutBuffer
 from agents.ppo.checkpoint import rng_state, set_rng_state
@@ -522,49 +522,10 @@ class PPOTrainer:
             dist.barrier()
         return folder
 
-    # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
+    # -- evaluation (agents/ppo/evaluation.py) ---------------------------------------------
     def evaluate(self, seeds: Sequence[int], greedy: bool = True) -> dict[str, float]:
-        """Mean reward/EM/F1 on held-out (``split="test"``) episodes; RNG state left untouched.
-
-        The seeds are split across ranks (rank ``r`` plays ``seeds[r::world]``, any count) and the
-        sums are reduced once at the end, so ranks never wait on each other mid-evaluation."""
-        c = self.config
-        mine = list(seeds)[self.rank :: self.world]
-        kwargs = {**c.env_options(), "split": "test"}
-        policy = LLMPolicy(
-            self.core.policy,
-            self.tokenizer,
-            protocol=kwargs.get("protocol", "mem1"),
-            generation=GenerationConfig(
-                max_new_tokens=c.max_new_tokens,
-                temperature=c.temperature,
-                top_p=c.top_p,
-                do_sample=not greedy,
-            ),
-            backend=self.sampler.backend,  # issue 11: the same engine as the rollouts
-        )
-        saved = rng_state()
-        episodes: list[Episode] = []
-        with self._generation_model(policy):  # collective under FSDP2: every rank enters, even with no seed
-            if mine:
-                envs = [gym.make(c.env_id, **kwargs) for _ in range(min(c.num_envs, len(mine)))]
-                episodes = collect(envs, policy, mine, generation_seed=c.seed)
-                for env in envs:
-                    env.close()
-        set_rng_state(saved)
-        sums = np.array(
-            [
-                sum(e.reward for e in episodes),
-                sum(e.em for e in episodes),
-                sum(e.f1 for e in episodes),
-                len(episodes),
-            ],
-            np.float64,
-        )
-        total = self.all_reduce(sums)
-        n = max(total[3], 1.0)
-        return {"eval_reward": total[0] / n, "eval_em": total[1] / n, "eval_f1": total[2] / n}
+        """Mean reward/EM/F1 on held-out episodes (:func:`agents.ppo.evaluation.evaluate`)."""
+        return evaluation.evaluate(self, seeds, greedy)
 
     # -- the loop ----------------------------------------------------------------------------
     def train(self, *, resume: bool = False, stop_after: int | None = None) -> list[dict[str, float]]:
@@ -588,31 +549,10 @@ class PPOTrainer:
                 episodes, groups, rollout_seconds = self.rollout(self.step)
                 records = [e.record for e in episodes]
                 metrics = self.update(records, groups, step=self.step)
-                generated = sum(e.generated_tokens for e in episodes)
-                stats = self.all_reduce(
-                    np.array(
-                        [
-                            sum(e.reward for e in episodes),
-                            sum(e.em for e in episodes),
-                            sum(e.f1 for e in episodes),
-                            sum(e.turns for e in episodes),
-                            max(e.peak_model_tokens for e in episodes),
-                            generated,
-                            len(episodes),
-                        ],
-                        np.float64,
-                    )
-                )
-                n = max(stats[6], 1.0)
                 metrics.update(
-                    reward=stats[0] / n,
-                    em=stats[1] / n,
-                    f1=stats[2] / n,
-                    turns=stats[3] / n,
-                    peak_context_tokens=stats[4] / self.world,  # mean over ranks of each rank's max
-                    rollout_tokens_per_s=stats[5] / max(rollout_seconds, 1e-9) / self.world,
-                    tokens_per_s=metrics["train_tokens_per_s"],
+                    evaluation.rollout_metrics(episodes, self.all_reduce, self.world, rollout_seconds)
                 )
+                metrics["tokens_per_s"] = metrics["train_tokens_per_s"]
                 self.step += 1
                 done_here += 1
                 if c.eval_every and self.step % c.eval_every == 0:
