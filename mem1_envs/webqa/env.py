@@ -328,7 +328,8 @@ class WebQATextEnv(BoundedMemoryEnv):
 
     def _page_text(self, text: str, prefix: str = "") -> str:
         """A page as an observation block: turn hint, page text (tags removed, charset, token cap)."""
-        text, _ = proto.remove_tags(text, self.tags)
+        if "<" in text:  # only a corpus's text could hold a protocol tag
+            text, _ = proto.remove_tags(text, self.tags)
         text = truncate_to_tokens(
             proto.to_charset(prefix + text, self._allowed),
             self.config.max_observation_tokens,
