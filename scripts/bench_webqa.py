@@ -8,7 +8,8 @@ Usage::
 Env speed: the scripted researcher playing ``MEM1-WebQA-v0`` text mode (default world, N = 1, 4
 and 8 objectives) and, in the same run, the scripted shopper playing ``MEM1-WebShop-v0`` text
 mode (10,000 products, the figure of ``scripts/bench_shop.py``); steps/s per wall second and per
-CPU second of this process, medians over ``--repeats``, with the EM fraction reached.
+CPU second of this process, medians over ``--repeats`` (the setups take turns within each repeat,
+so a change of machine load hits them alike), with the EM fraction (shop: mean reward) reached.
 
 Wiki build: a synthetic Search-R1 corpus of ``--passages`` rows (invented titles, three passages
 per title on average, each passage mentioning four other titles among filler words) is turned
@@ -20,7 +21,6 @@ printed, with how many of the planted mentions became links (all must).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import resource
@@ -105,36 +105,38 @@ def bench_wiki(n_passages: int) -> dict[str, Any]:
     }
 
 
-def bench_env(env: gym.Env, agent: Any, episodes: int, repeats: int) -> dict[str, Any]:
-    rates, cpu_rates, scores = [], [], []
+def play_episodes(env: gym.Env, agent: Any, seeds: range) -> tuple[int, float, float, list[float]]:
+    """Play one episode per seed: ``(steps, wall seconds, CPU seconds, per-episode scores)``."""
+    steps, scores = 0, []
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for seed in seeds:
+        observation, info = env.reset(seed=seed)
+        agent.reset(seed)
+        done = False
+        while not done:
+            observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
+            steps += 1
+            done = terminated or truncated
+        scores.append(float(np.mean(info["em"])) if "em" in info else float(reward))
+    return steps, time.perf_counter() - start, time.process_time() - cpu_start, scores
+
+
+def bench_envs(
+    setups: dict[str, tuple[gym.Env, Any]], episodes: int, repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Steps/s of every setup, the setups taking turns within each repeat (so load changes hit all alike)."""
+    runs: dict[str, list[tuple[int, float, float, list[float]]]] = {name: [] for name in setups}
     for repeat in range(repeats):
-        steps = 0
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for episode in range(episodes):
-            seed = repeat * episodes + episode
-            observation, info = env.reset(seed=seed)
-            agent.reset(seed)
-            done = False
-            while not done:
-                observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
-                steps += 1
-                done = terminated or truncated
-            scores.append(float(np.mean(info["em"])) if "em" in info else float(reward))
-        rates.append(steps / (time.perf_counter() - start))
-        cpu_rates.append(steps / (time.process_time() - cpu_start))
+        for name, (env, agent) in setups.items():
+            runs[name].append(play_episodes(env, agent, range(repeat * episodes, (repeat + 1) * episodes)))
     return {
-        "steps_per_s": statistics.median(rates),
-        "steps_per_cpu_s": statistics.median(cpu_rates),
-        "score": float(np.mean(scores)),
+        name: {
+            "steps_per_s": statistics.median(steps / wall for steps, wall, _, _ in rows),
+            "steps_per_cpu_s": statistics.median(steps / cpu for steps, _, cpu, _ in rows),
+            "score": float(np.mean([score for *_, scores in rows for score in scores])),
+        }
+        for name, rows in runs.items()
     }
-
-
-def _bench_shop_module() -> Any:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_shop.py")
-    spec = importlib.util.spec_from_file_location("bench_shop", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,22 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Text mode: steps/s with the scripted agent (same run)")
     print("| env | objectives | steps/s (wall, median) | steps/CPU-s (median) | EM / reward |")
     print("|---|---|---|---|---|")
+    from agents.scripted_shop import WebShopScriptedAgent
+    from mem1_envs.shop.text_env import WebShopTextEnv
+
+    n_products = 500 if quick else 10_000
+    setups: dict[str, tuple[gym.Env, Any]] = {}
     for n in (1, 4, 8):
         env = gym.make("MEM1-WebQA-v0", world=world, num_objectives=n)
         env.reset(seed=0)  # load the wiki before timing
-        row = bench_env(env, WebQAScriptedAgent(), episodes, repeats)
-        print(
-            f"| MEM1-WebQA-v0 ({world} world) | {n} | {row['steps_per_s']:,.0f} | {row['steps_per_cpu_s']:,.0f} | {row['score']:.3f} |"
-        )
-    shop = _bench_shop_module()
-    from mem1_envs.shop.engine import load_shop
-
-    n_products = 500 if quick else 10_000
-    shop_row = shop.bench_env(load_shop(n_products, seed=0), episodes, repeats, n_items=1)
-    print(
-        f"| MEM1-WebShop-v0 ({n_products:,} products) | 1 item | {shop_row['steps_per_s']:,.0f} | "
-        f"{shop_row['steps_per_cpu_s']:,.0f} | {shop_row['mean_reward']:.3f} |"
-    )
+        setups[f"MEM1-WebQA-v0 ({world} world) | {n}"] = (env, WebQAScriptedAgent())
+    shop_env = WebShopTextEnv(n_products=n_products)  # as scripts/bench_shop.py measures it
+    setups[f"MEM1-WebShop-v0 ({n_products:,} products) | 1 item"] = (shop_env, WebShopScriptedAgent())
+    for name, row in bench_envs(setups, episodes, repeats).items():
+        print(f"| {name} | {row['steps_per_s']:,.0f} | {row['steps_per_cpu_s']:,.0f} | {row['score']:.3f} |")
 
     print(f"\n## Wiki from a {passages:,}-passage synthetic corpus")
     row = bench_wiki(passages)
