@@ -93,6 +93,21 @@ class PageState:
     offset: int = 0
     back: tuple[PageState, ...] = ()
 
+    def __hash__(self) -> int:
+        # Memoised: states key the page cache and hold their back stack, so hashing recurses.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.kind, self.query, self.title, self.offset, self.back))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        # String hashes differ between processes: a pickled state recomputes its hash.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     def to_query(self) -> str:
         """URL query string of this state (the web app's address for it; memoised)."""
         return _query_of(self)
