@@ -15,7 +15,7 @@ import mem1_envs  # noqa: F401 - registers the env ids
 from agents.scripted_webqa import WebQAScriptedAgent
 from mem1_envs.registry import find_part
 from mem1_envs.webqa.pages import ACTION_ERRORS
-from wrappers import CandidateActions
+from wrappers import CandidateActions, HistoryMode, TokenizeObservation
 
 ENV_ID = "MEM1-WebQA-v0"
 SMALL = {"world": "small"}
@@ -213,6 +213,14 @@ def test_vector_envs_and_candidate_actions():
     )
     assert all("# Search results for" in o for o in observations)
     vector.close()
+    # Text observations across processes need shared_memory=False (as for MultiQA).
+    asynchronous = gym.vector.AsyncVectorEnv(
+        [lambda: gym.make(ENV_ID, **SMALL, num_objectives=2)] * 2, shared_memory=False
+    )
+    observations, infos = asynchronous.reset(seed=[0, 1])
+    observations, *_ = asynchronous.step([agent.act(o, {}) for o in observations])
+    assert all("# Search results for" in o for o in observations)
+    asynchronous.close()
     env = CandidateActions(gym.make(ENV_ID, **SMALL, num_objectives=2), num_candidates=12)
     observation, info = env.reset(seed=2)
     done = False
@@ -243,3 +251,18 @@ def test_a_search_r1_corpus_becomes_the_wiki_and_data_questions_are_asked(tmp_pa
     assert terminated and reward == 1.0 and info["em"] == [1.0]
     with pytest.raises(ValueError, match="corpus= and data= go together"):
         gym.make(ENV_ID, corpus=corpus)
+
+
+def test_the_rl_wrapper_stack_plays_to_the_end():
+    env = TokenizeObservation(
+        CandidateActions(
+            HistoryMode(gym.make(ENV_ID, **SMALL, num_objectives=2), mode="full"), num_candidates=12
+        )
+    )
+    observation, info = env.reset(seed=0)
+    assert observation["input_ids"].shape == observation["attention_mask"].shape
+    done = False
+    while not done:
+        observation, reward, terminated, truncated, info = env.step(0)
+        done = terminated or truncated
+    assert reward == 2.0 and info["turn"] > 4
