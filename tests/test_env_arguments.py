@@ -43,6 +43,7 @@ OUT_OF_RANGE: dict[type, dict[str, list[Any]]] = {
         "world": ["huge"],
         "world_seed": [-1],
         "split": ["val"],
+        "question_kinds": [("multi",), ()],
         "data": ["", {"bad name!": "x.jsonl"}],
         "corpus": [""],
         "index": [""],
@@ -106,6 +107,7 @@ WRONG_TYPE: dict[Any, list[Any]] = {
     bool: [1, "yes", None],
     tuple[int, int]: ["1280x1024", 1280],
     tuple[str, ...]: ["--flag", None],
+    tuple[str, ...] | None: ["single", 3, ("single", 3)],
     Any: [object(), 3.5],
 }
 

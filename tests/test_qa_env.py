@@ -221,3 +221,12 @@ def test_budget_too_small_for_the_prompt():
 def test_unknown_argument_is_named():
     with pytest.raises(TypeError, match="colour"):
         MultiQAEnv(colour="blue")
+
+
+def test_question_kinds_filter_within_the_split():
+    every = gym.make("MEM1-MultiQA-v0", world="small", split="test").unwrapped
+    singles = gym.make("MEM1-MultiQA-v0", world="small", split="test", question_kinds=["single"]).unwrapped
+    assert singles.questions and {q.kind for q in singles.questions} == {"single"}
+    assert [q.qid for q in singles.questions] == [q.qid for q in every.questions if q.kind == "single"]
+    _, info = singles.reset(seed=3)
+    assert info["question_ids"][0] in {q.qid for q in singles.questions}

@@ -14,7 +14,7 @@ from mem1_envs.memory import Turn, check_memory, make_token_counter, truncate_to
 from mem1_envs.qa.data import compose_consecutive, split_by_text
 from mem1_envs.qa.remote import RetrievalServiceError
 from mem1_envs.qa.sources import QASource, load_source, world_config
-from mem1_envs.qa.world import Question
+from mem1_envs.qa.world import QUESTION_KINDS, Question
 from mem1_envs.rewards import score_answers
 from mem1_envs.search import SearchEngine
 from mem1_envs.validation import check_choice, check_float, check_instance, check_int, check_str
@@ -66,6 +66,11 @@ class MultiQAConfig:
     """Questions to draw from: ``"train"`` (90%), ``"test"`` (10%, never in train) or ``"all"``.
     World questions split by position; ``data`` questions by a hash of their text, so a question
     that appears twice is never on both sides (use ``"all"`` with FlashRAG's own split files)."""
+    question_kinds: tuple[str, ...] | None = None
+    """Ask only questions of these kinds (None: all): ``"single"`` (one hop), ``"bridge"`` (two
+    hops, the second needs the first's answer), ``"comparison"`` (one fact of two entities);
+    ``data`` questions are all ``"single"``. A curriculum knob: the split is drawn first, so a
+    kind filter never moves a question across it."""
     data: Any = None
     """FlashRAG QA files to ask instead of the world's questions: ``"nq=path,hotpotqa=path"``, a
     mapping ``{name: path}`` or one path; jsonl (plain or gzip) or parquet (:mod:`mem1_envs.qa.data`)."""
@@ -106,6 +111,12 @@ class MultiQAConfig:
         world_config(self.world)  # raises naming world
         check_int("world_seed", self.world_seed, minimum=0)
         check_choice("split", self.split, ("train", "test", "all"))
+        if self.question_kinds is not None:
+            kinds = check_instance("question_kinds", self.question_kinds, (list, tuple), optional=True)
+            if not kinds:
+                raise ValueError(f"question_kinds must name at least one kind or be None, got {kinds!r}")
+            for kind in kinds:
+                check_choice("question_kinds", kind, QUESTION_KINDS)
         check_choice("compose", self.compose, ("random", "consecutive"))
         check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
         check_choice("on_search_error", self.on_search_error, ("raise", "truncate"))
@@ -242,6 +253,8 @@ class MultiQAEnv(BoundedMemoryEnv):
         )
         split = split_by_text if source.split_rule == "text" else split_questions
         self.questions = split(source.questions, config.split)
+        if config.question_kinds is not None:
+            self.questions = [q for q in self.questions if q.kind in config.question_kinds]
         self.engine: SearchEngine = source.engine
         # The ASCII default keeps to_charset's fast path; a wide charset is checked as a frozenset.
         self.charset = source.charset

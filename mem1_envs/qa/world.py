@@ -113,6 +113,9 @@ SMALL_WORLD = WorldConfig(
 WORLD_SIZES = {"default": WorldConfig(), "small": SMALL_WORLD}
 
 
+QUESTION_KINDS = ("single", "bridge", "comparison")
+
+
 @dataclass(frozen=True)
 class Question:
     """One question with its gold answers (aliases) and supporting passage ids."""
