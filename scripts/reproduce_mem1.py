@@ -55,12 +55,17 @@ class Recipe:
     """**Simplification**: the kinds of question every phase asks (training and held-out alike).
     Bridge questions, whose second query must be built from the first hop's answer, stayed at
     EM 0 for this model size and budget while one-hop and comparison questions were learnt."""
+    ppo_share: float = 0.5
+    """Share of the training questions kept out of SFT and used for PPO only. PPO on questions SFT
+    has seen learns nothing: behaviour cloning memorises their answers (training reward 1, so
+    every group's advantage is 0); on unseen ones the policy must read the documents, as on
+    held-out questions. 0: SFT and PPO share every training question. One world only."""
     worlds: int = 1
     """Scripted training episodes come from the small worlds of seeds ``0 .. worlds - 1`` (train
     questions only): each world's facts then recur a few times only, so recalling a memorised
     fact stops paying and copying it from the retrieved document is what lowers the loss.
     Evaluation stays on world 0's ``split="test"`` questions."""
-    sft_episodes: int = 16000
+    sft_episodes: int = 24000
     sft_lr: float = 3e-3
     sft_batch: int = 4
     sft_warmup: int = 30
@@ -103,10 +108,19 @@ QUICK = {
 
 
 def env_kwargs(
-    recipe: Recipe, objectives: int, memory: str, split: str, world_seed: int = 0
+    recipe: Recipe,
+    objectives: int,
+    memory: str,
+    split: str,
+    world_seed: int = 0,
+    phase: str | None = None,
 ) -> dict[str, Any]:
-    """The environment of every phase: a small world, its default rules and rewards."""
+    """The environment of every phase: a small world, its default rules and rewards.
+
+    ``phase`` ``"sft"`` or ``"ppo"``: only that phase's share of the training questions."""
+    ids = None if phase is None or not recipe.ppo_share else training_questions(recipe)[phase]
     return {
+        "question_ids": ids,
         "question_kinds": recipe.question_kinds,
         "world": "small",
         "world_seed": world_seed,
@@ -114,6 +128,24 @@ def env_kwargs(
         "memory": memory,
         "split": split,
     }
+
+
+def training_questions(recipe: Recipe) -> dict[str, tuple[str, ...]]:
+    """World 0's training question ids (of the recipe's kinds), shuffled once and cut in two:
+    ``"ppo"`` (a ``ppo_share`` of them) and ``"sft"`` (the rest)."""
+    import gymnasium as gym
+    import numpy as np
+
+    import mem1_envs  # noqa: F401 - registers the env ids
+
+    env = gym.make("MEM1-MultiQA-v0", world="small", split="train", question_kinds=recipe.question_kinds)
+    ids = [
+        env.unwrapped.questions[i].qid
+        for i in np.random.default_rng(0).permutation(len(env.unwrapped.questions))
+    ]
+    env.close()
+    cut = round(recipe.ppo_share * len(ids))
+    return {"ppo": tuple(ids[:cut]), "sft": tuple(ids[cut:])}
 
 
 def base_model(recipe: Recipe, seed: int) -> str:
@@ -258,7 +290,7 @@ def sft_phase(
         first = seed * 10**6 + world * episodes
         world_records, world_rewards = scripted_records(
             policy,
-            env_kwargs(recipe, objectives, memory, "train", world),
+            env_kwargs(recipe, objectives, memory, "train", world, phase="sft"),
             range(first, first + len(range(world, episodes, recipe.worlds))),
         )
         records += world_records
@@ -330,7 +362,7 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
     from agents.ppo.config import preset
     from agents.ppo.trainer import PPOTrainer
 
-    kwargs = env_kwargs(recipe, 1, "mem1", "train")
+    kwargs = env_kwargs(recipe, 1, "mem1", "train", phase="ppo")
     group = {"advantage": recipe.ppo_advantage, "group_size": recipe.ppo_group}
     if recipe.ppo_advantage in ("grpo", "gigpo"):  # KL in the loss: it must not enter group returns
         group.update(critic="none", kl_mode="k3_loss")
@@ -440,6 +472,8 @@ def main(argv: list[str] | None = None) -> dict:
             else kind(value)
         )
     recipe = Recipe(**changes)
+    if recipe.ppo_share and recipe.worlds > 1:
+        raise SystemExit("--set: ppo_share needs worlds=1 (question ids are per world); set ppo_share=0")
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     if args.plot_only:

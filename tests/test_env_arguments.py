@@ -44,6 +44,7 @@ OUT_OF_RANGE: dict[type, dict[str, list[Any]]] = {
         "world_seed": [-1],
         "split": ["val"],
         "question_kinds": [("multi",), ()],
+        "question_ids": [("no-such-id",), ()],
         "data": ["", {"bad name!": "x.jsonl"}],
         "corpus": [""],
         "index": [""],

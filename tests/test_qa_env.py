@@ -230,3 +230,14 @@ def test_question_kinds_filter_within_the_split():
     assert [q.qid for q in singles.questions] == [q.qid for q in every.questions if q.kind == "single"]
     _, info = singles.reset(seed=3)
     assert info["question_ids"][0] in {q.qid for q in singles.questions}
+
+
+def test_question_ids_restrict_the_draw():
+    every = gym.make("MEM1-MultiQA-v0", world="small", split="train").unwrapped
+    chosen = tuple(q.qid for q in every.questions[:5])
+    env = gym.make("MEM1-MultiQA-v0", world="small", split="train", question_ids=chosen)
+    drawn = {env.reset(seed=seed)[1]["question_ids"][0] for seed in range(40)}
+    assert drawn == set(chosen)
+    test_id = gym.make("MEM1-MultiQA-v0", world="small", split="test").unwrapped.questions[0].qid
+    with pytest.raises(ValueError, match="question_ids"):  # never a question across the split
+        gym.make("MEM1-MultiQA-v0", world="small", split="train", question_ids=[test_id])

@@ -71,6 +71,9 @@ class MultiQAConfig:
     hops, the second needs the first's answer), ``"comparison"`` (one fact of two entities);
     ``data`` questions are all ``"single"``. A curriculum knob: the split is drawn first, so a
     kind filter never moves a question across it."""
+    question_ids: tuple[str, ...] | None = None
+    """Ask only these questions (ids from the split; None: all of it), e.g. to hold some training
+    questions back from a warm start for RL. An id outside the split is an error."""
     data: Any = None
     """FlashRAG QA files to ask instead of the world's questions: ``"nq=path,hotpotqa=path"``, a
     mapping ``{name: path}`` or one path; jsonl (plain or gzip) or parquet (:mod:`mem1_envs.qa.data`)."""
@@ -117,6 +120,12 @@ class MultiQAConfig:
                 raise ValueError(f"question_kinds must name at least one kind or be None, got {kinds!r}")
             for kind in kinds:
                 check_choice("question_kinds", kind, QUESTION_KINDS)
+        if self.question_ids is not None:
+            ids = check_instance("question_ids", self.question_ids, (list, tuple), optional=True)
+            if not ids:
+                raise ValueError(f"question_ids must name at least one question or be None, got {ids!r}")
+            for qid in ids:
+                check_str("question_ids", qid)
         check_choice("compose", self.compose, ("random", "consecutive"))
         check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
         check_choice("on_search_error", self.on_search_error, ("raise", "truncate"))
@@ -255,6 +264,17 @@ class MultiQAEnv(BoundedMemoryEnv):
         self.questions = split(source.questions, config.split)
         if config.question_kinds is not None:
             self.questions = [q for q in self.questions if q.kind in config.question_kinds]
+        if config.question_ids is not None:
+            known = {q.qid for q in self.questions}
+            unknown = [qid for qid in config.question_ids if qid not in known]
+            if unknown:
+                raise ValueError(
+                    f"question_ids must be ids of the {config.split!r} split's questions"
+                    f"{' of kinds ' + str(config.question_kinds) if config.question_kinds else ''}, "
+                    f"got unknown ids {unknown[:5]}"
+                )
+            wanted = set(config.question_ids)
+            self.questions = [q for q in self.questions if q.qid in wanted]
         self.engine: SearchEngine = source.engine
         # The ASCII default keeps to_charset's fast path; a wide charset is checked as a frozenset.
         self.charset = source.charset
