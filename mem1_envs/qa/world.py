@@ -132,6 +132,10 @@ class World:
     passages: list[dict[str, str]]
     questions: list[Question]
     entity_names: list[str] = field(default_factory=list)
+    entities: dict[str, list[dict]] = field(default_factory=dict)
+    """The generated entities by kind (``people``, ``cities``...): attributes, relations as
+    indexes into the other kinds, and the ids of their passages (``doc``, ``bio_doc``...);
+    what tasks over the same world (``mem1_envs.webqa``) build their questions from."""
     _by_id: dict[str, int] = field(default_factory=dict, repr=False)
 
     def passage(self, doc_id: str) -> dict[str, str]:
@@ -488,7 +492,8 @@ def generate_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
         builder.films,
     )
     names = [entity["name"] for group in entities for entity in group]
-    world = World(builder.passages, builder.questions(), names)
+    kinds = ("countries", "cities", "universities", "people", "companies", "films")
+    world = World(builder.passages, builder.questions(), names, dict(zip(kinds, entities, strict=True)))
     check_world(world)
     return world
 
