@@ -38,8 +38,17 @@ class LocalServer:
     ``start()`` is called by ``url`` or ``with``; ``stop()`` is idempotent.
     """
 
-    def __init__(self, app: Any, start_timeout_s: float = 10.0, name: str = "mem1-shop-server") -> None:
+    def __init__(
+        self,
+        app: Any,
+        start_timeout_s: float = 10.0,
+        name: str = "mem1-shop-server",
+        max_header_bytes: int | None = None,
+    ) -> None:
         self.app = app
+        # The most a request line + headers may take (None: uvicorn's 16 KiB); a longer request
+        # is dropped by the HTTP parser before the app sees it.
+        self.max_header_bytes = max_header_bytes
         self.name = name  # its thread is f"{name}-{port}"
         self.start_timeout_s = start_timeout_s
         self._server: Any = None
@@ -75,6 +84,11 @@ class LocalServer:
             http="h11",
             loop="asyncio",
             timeout_graceful_shutdown=1,
+            **(
+                {}
+                if self.max_header_bytes is None
+                else {"h11_max_incomplete_event_size": self.max_header_bytes}
+            ),
         )
         server = uvicorn.Server(config)
         self._server = server
