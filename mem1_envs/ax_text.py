@@ -39,7 +39,7 @@ Born in [London].
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 # Roles whose content flows inside a line. A ``generic`` is inline only inside a line (see above).
@@ -186,17 +186,19 @@ def page_text(driver: Any) -> str:
     return ax_text(read_ax_nodes(driver))
 
 
-def find_links(nodes: Sequence[Mapping[str, Any]], name: str) -> list[int]:
+def find_links(
+    nodes: Sequence[Mapping[str, Any]], name: str, key: Callable[[str], str] = collapse
+) -> list[int]:
     """The DOM node ids (``backendDOMNodeId``) of visible links whose accessible name is ``name``.
 
-    Names are compared as the observer writes them (whitespace collapsed); the ids come in
-    document order.
+    Names are compared through ``key`` (by default as the observer writes them: whitespace
+    collapsed; an env may pass its own label rule, e.g. case-folding); ids in document order.
 
     >>> find_links([{"nodeId": "7", "role": {"value": "link"}, "name": {"value": " London "},
     ...              "ignored": False, "backendDOMNodeId": 12}], "London")
     [12]
     """
-    wanted = collapse(name)
+    wanted = key(name)
     if not wanted:  # a link with an empty name shows nothing: nobody can name it
         return []
     return [
@@ -204,7 +206,7 @@ def find_links(nodes: Sequence[Mapping[str, Any]], name: str) -> list[int]:
         for node in _in_document_order(nodes)
         if _role(node) == "link"
         and not node.get("ignored")
-        and collapse(_name(node)) == wanted
+        and key(_name(node)) == wanted
         and node.get("backendDOMNodeId") is not None
     ]
 
