@@ -152,8 +152,9 @@ class WebQABrowserEnv(WebQATextEnv):
         if action is None:
             self._go(state, "get")
         else:
-            if self._loaded != self._shown:
-                self._go(self._shown, "get")  # a fresh browser: bring back the page the episode is on
+            if self._loaded != self._shown:  # a fresh browser: bring back the page the episode is on
+                self._go(self._shown, "get")
+                self._arrive(self._shown, self._wait())
             verb, argument = action
             if verb == "click":
                 self._click(argument)
@@ -167,9 +168,13 @@ class WebQABrowserEnv(WebQATextEnv):
             self.back_reloads += 1
             self._go(state, "replace")
             shown = self._wait()
+        return self._arrive(state, shown)
+
+    def _arrive(self, state: PageState, shown: PageState) -> str:
+        """Check the browser shows ``state`` and read its page (the links to click included)."""
         if shown != state:
             raise BrowserFailure(f"the browser shows {shown.to_query()!r}, expected {state.to_query()!r}")
-        self._nodes = read_ax_nodes(driver)
+        self._nodes = read_ax_nodes(self.browser.driver)
         self._loaded = self._shown = state
         return ax_text(self._nodes)
 
