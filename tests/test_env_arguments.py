@@ -20,8 +20,10 @@ import mem1_envs  # noqa: F401 - registers the env ids
 from mem1_envs.qa.env import MultiQAConfig
 from mem1_envs.shop.browser import BrowserConfig
 from mem1_envs.shop.text_env import WebShopConfig
+from mem1_envs.webqa.env import WebQAConfig
 
 QA, SHOP, BROWSER = "MEM1-MultiQA-v0", "MEM1-WebShop-v0", "MEM1-WebShop-Browser-v0"
+WEBQA = "MEM1-WebQA-v0"
 
 # A value of the right type but out of range, or not among the choices, for every field.
 OUT_OF_RANGE: dict[type, dict[str, list[Any]]] = {
@@ -64,6 +66,25 @@ OUT_OF_RANGE: dict[type, dict[str, list[Any]]] = {
         "invalid_action": ["ignore"],
         "invalid_penalty": [-1.0, math.nan],
     },
+    WebQAConfig: {
+        "num_objectives": [0],
+        "max_turns": [0],
+        "protocol": ["mem1"],  # the MultiQA tags have no navigation actions
+        "memory": ["infinite"],
+        "window": [0],
+        "max_context_tokens": [0],
+        "max_observation_tokens": [0],
+        "token_counter": ["gpt2"],
+        "reward_mode": ["max"],
+        "invalid_action": ["ignore"],
+        "invalid_penalty": [-0.1, math.inf],
+        "world": ["huge"],
+        "world_seed": [-1],
+        "split": ["val"],
+        "corpus": [""],
+        "data": ["", {"bad name!": "x.jsonl"}],
+        "on_bad_row": ["warn"],
+    },
     BrowserConfig: {
         "chromium_binary": [""],
         "chromedriver": [""],
@@ -94,9 +115,10 @@ ENV_ARGUMENTS: dict[str, dict[str, list[Any]]] = {
     QA: {"render_mode": ["human"], "source": [object(), "world"]},
     SHOP: {"render_mode": ["human"], "shop": [object(), "shop"], "goals": [[], ["goal"], "goal"]},
     BROWSER: {"input_mode": ["mouse", 3], "browser_config": [{"headless": True}, "config"]},
+    WEBQA: {"render_mode": ["human"], "source": [object(), "world"]},
 }
 
-ENV_CONFIGS = {QA: MultiQAConfig, SHOP: WebShopConfig, BROWSER: WebShopConfig}
+ENV_CONFIGS = {QA: MultiQAConfig, SHOP: WebShopConfig, BROWSER: WebShopConfig, WEBQA: WebQAConfig}
 
 
 def _id(value: Any) -> str:
