@@ -250,3 +250,25 @@ def test_bad_arguments_are_named_before_chromium_starts() -> None:
         WebQABrowserEnv(browser_config={"headless": True}, **WORLD)
     with pytest.raises(ValueError, match="num_objectives must be >= 1, got 0"):
         WebQABrowserEnv(world="small", num_objectives=0)
+
+
+def _make_browser_env() -> WebQABrowserEnv:
+    return WebQABrowserEnv(**WORLD)
+
+
+def test_async_vector_env_one_browser_per_worker() -> None:
+    envs = gym.vector.AsyncVectorEnv([_make_browser_env] * 2, context="spawn", shared_memory=False)
+    try:
+        observations, _ = envs.reset(seed=[10, 11])
+        text = WebQATextEnv(**WORLD)
+        assert list(observations) == [text.reset(seed=seed)[0] for seed in (10, 11)]
+        observations, rewards, terminated, truncated, infos = envs.step(
+            (act("search", "city"), act("click", "nothing"))
+        )
+        assert list(infos["page"]) == ["results", "search"]
+        assert list(infos["invalid_action"]) == [None, "unknown_link"]
+        pids = [set(p) for p in envs.call("owned_pids")]
+        assert all(pids) and not pids[0] & pids[1]  # one browser per worker
+    finally:
+        envs.close()
+    assert [pid for pid in pids[0] | pids[1] if process_running(pid)] == []

@@ -25,7 +25,8 @@ Browser failures (a killed or frozen Chromium or chromedriver, a page that does 
 ``page_load_timeout_s``, an unexpected address, a link the browser does not show) never raise
 from ``step``: the browser is restarted and the step returns ``truncated=True`` (reward 0, as a
 turn limit) with ``info["truncated_reason"] = "browser_failure: <error>"`` and
-``info["browser_restarts"]``. ``reset`` retries once on a fresh browser.
+``info["browser_restarts"]``. ``reset`` retries once on a fresh browser. After an invalid action
+the page the browser shows is read again (nothing is done in it).
 
 One Chromium and one server per env, reused across episodes; ``close()`` stops both and kills
 every process the env started (:class:`~mem1_envs.shop.browser.ManagedBrowser`). Selenium,
@@ -140,8 +141,15 @@ class WebQABrowserEnv(WebQATextEnv):
 
     # -- the display: act in the browser, read the accessibility tree ------------------------
     def _display(self, state: PageState, action: tuple[str, str] | None) -> str:
+        return self._guarded(self._browse, state, action)
+
+    def _current_text(self) -> str:
+        """The page the browser shows, read again (after an invalid action; nothing is done)."""
+        return self._guarded(self._reread)
+
+    def _guarded(self, read: Any, *args: Any) -> str:
         try:
-            return self._browse(state, action)
+            return read(*args)
         except BrowserFailure:
             raise
         except Exception as error:  # selenium, urllib3 and socket errors all mean the same here
@@ -176,6 +184,13 @@ class WebQABrowserEnv(WebQATextEnv):
             raise BrowserFailure(f"the browser shows {shown.to_query()!r}, expected {state.to_query()!r}")
         self._nodes = read_ax_nodes(self.browser.driver)
         self._loaded = self._shown = state
+        return ax_text(self._nodes)
+
+    def _reread(self) -> str:
+        if self._loaded != self.page:  # a fresh browser: bring back the page the episode is on
+            self._go(self.page, "get")
+            return self._arrive(self.page, self._wait())
+        self._nodes = read_ax_nodes(self.browser.driver)
         return ax_text(self._nodes)
 
     def _click(self, label: str) -> None:
