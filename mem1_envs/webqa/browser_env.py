@@ -218,7 +218,12 @@ class WebQABrowserEnv(WebQATextEnv):
         driver = self.browser.driver
         deadline = time.monotonic() + self.browser_config.page_load_timeout_s
         while True:
-            href = driver.execute_script(_NEW_DOCUMENT)
+            try:
+                href = driver.execute_script(_NEW_DOCUMENT)
+            except Exception as error:
+                if type(error).__name__ != "JavascriptException":
+                    raise
+                href = None  # the old document unloaded under the script: the new one is coming
             if href is not None:
                 break
             if time.monotonic() > deadline:
