@@ -43,25 +43,36 @@ _ANY_LINK = r"\[[^\]]+\]"
 _DESCRIBED = re.compile(re.escape(DESCRIBED).replace(r"\{city\}", r"(\w+)").replace(r"\{year\}", r"(\d{4})"))
 
 
-def _sentence(kind: str, attribute: str, title: str) -> str | None:
-    """The pattern whose group 1 is ``attribute`` on the article ``title`` of an entity of ``kind``."""
-    t = re.escape(title)
-    patterns = {
-        ("people", "city"): rf"{t} was born in {_LINK} in \d{{4}}",
-        ("people", "born"): rf"{t} was born in {_ANY_LINK} in (\d{{4}})",
-        ("people", "university"): rf"{t} studied at {_LINK}",
-        ("people", "employer"): rf"{t} studied at {_ANY_LINK}\. After graduating, \w+ joined {_LINK}",
-        ("companies", "founder"): rf"{t} is an? \w+ company founded in \d{{4}} by {_LINK}",
-        ("companies", "city"): rf"{t} is an? \w+ company .*?Its headquarters are in {_LINK}",
-        ("films", "director"): rf"{t} is a \d{{4}} [a-z ]+ film directed by {_LINK}",
-        (
-            "films",
-            "studio",
-        ): rf"{t} is a \d{{4}} [a-z ]+ film directed by {_ANY_LINK} and produced by {_LINK}",
-        ("cities", "country"): rf"{t} is a city in {_LINK}",
-        ("universities", "city"): rf"{t} is a university in {_LINK}",
-    }
-    return patterns.get((kind, attribute))
+# What an article of each kind says after its title, group 1 being the attribute (compiled once).
+_SENTENCES = {
+    key: re.compile(pattern)
+    for key, pattern in {
+        ("people", "city"): rf"was born in {_LINK} in \d{{4}}",
+        ("people", "born"): rf"was born in {_ANY_LINK} in (\d{{4}})",
+        ("people", "university"): rf"studied at {_LINK}",
+        ("people", "employer"): rf"studied at {_ANY_LINK}\. After graduating, \w+ joined {_LINK}",
+        ("companies", "founder"): rf"is an? \w+ company founded in \d{{4}} by {_LINK}",
+        ("companies", "city"): rf"is an? \w+ company .*?Its headquarters are in {_LINK}",
+        ("films", "director"): rf"is a \d{{4}} [a-z ]+ film directed by {_LINK}",
+        ("films", "studio"): rf"is a \d{{4}} [a-z ]+ film directed by {_ANY_LINK} and produced by {_LINK}",
+        ("cities", "country"): rf"is a city in {_LINK}",
+        ("universities", "city"): rf"is a university in {_LINK}",
+    }.items()
+}
+
+
+def read_attribute(page: str, title: str, kind: str, attribute: str) -> str | None:
+    """``attribute`` of the entity of ``kind`` whose article ``title`` is shown in ``page``, if the page says it."""
+    sentence = _SENTENCES.get((kind, attribute))
+    if sentence is None:
+        return None
+    lead = title + " "
+    for line in page.split("\n"):
+        if line.startswith(lead):
+            found = sentence.match(line, len(lead))
+            if found:
+                return found.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -177,13 +188,12 @@ class WebQAScriptedAgent:
         title = page.partition("# ")[2].partition("\n")[0]
         chain = plan.template.chain
         attribute = chain[step - 1][0] if step <= len(chain) else plan.template.answer[0]
-        pattern = _sentence(plan.kinds[step - 1], attribute, title)
-        found = re.search(pattern, page) if pattern else None
+        found = read_attribute(page, title, plan.kinds[step - 1], attribute)
         if found is not None and step <= len(chain):
             facts["now"] = f"{key}.{step + 1}"
-            return "click", found.group(1)
+            return "click", found
         if found is not None:
-            facts[key] = found.group(1)
+            facts[key] = found
             return None
         if "Scroll down for more." in page:
             facts["now"] = now

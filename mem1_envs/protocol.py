@@ -43,6 +43,7 @@ Parsing never raises. The rules, applied in this order:
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class ParsedAction:
         return self.kind != "invalid"
 
 
+@functools.lru_cache(maxsize=64)  # built per response otherwise: a tenth of a WebQA step
 def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str]:
     names = "|".join(re.escape(t) for t in sorted(set(tags), key=len, reverse=True))
     return re.compile(rf"<\s*/?\s*(?:{names})\s*>", re.IGNORECASE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import string
 
@@ -220,3 +221,25 @@ def test_vector_envs_and_candidate_actions():
         observation, reward, terminated, truncated, info = env.step(0)  # the researcher's step
         done = terminated or truncated
     assert reward == 2.0
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_a_search_r1_corpus_becomes_the_wiki_and_data_questions_are_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEM1_ENVS_CACHE", str(tmp_path / "cache"))
+    corpus, nq = os.path.join(DATA, "wiki_sample.jsonl"), os.path.join(DATA, "nq_sample.jsonl")
+    env = gym.make(ENV_ID, corpus=corpus, data=f"nq={nq}", num_objectives=1)
+    observation, info = env.reset(seed=0, options={"question_ids": ["nq:test_1"]})
+    assert "who wrote hamlet?" in info["prompt"].lower()
+    assert env.unwrapped.turn_limit == 4 + 1 + 1 + 2  # a data question's path counts 4 pages
+    observation, *_ = env.step("<think></think><search>Hamlet</search>")
+    assert "[Hamlet]" in observation
+    observation, *_, info = env.step("<think></think><click>Hamlet</click>")
+    assert "# Hamlet" in observation and "[William Shakespeare]" in observation  # a link found in the text
+    observation, *_, info = env.step("<think></think><click>William Shakespeare</click>")
+    assert info["page_title"] == "William Shakespeare" and info["invalid_action"] is None
+    _, reward, terminated, _, info = env.step("<think></think><answer>William Shakespeare</answer>")
+    assert terminated and reward == 1.0 and info["em"] == [1.0]
+    with pytest.raises(ValueError, match="corpus= and data= go together"):
+        gym.make(ENV_ID, corpus=corpus)

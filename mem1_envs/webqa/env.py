@@ -322,9 +322,10 @@ class WebQATextEnv(BoundedMemoryEnv):
         """Apply the invalid-action rule: ``(reward, terminated)``; under "penalize" show the page again."""
         if self.config.invalid_action == "terminate":
             return 0.0, True
+        # No literal tag here: an agent reading its last state block must not find one in a page.
         message = (
-            f"Your last action was invalid ({error}). Write <{self.tags.state}>state</{self.tags.state}> "
-            "then one action: <search>, <click>, <back>, <scroll> or <answer>. The page is unchanged."
+            f"Your last action was invalid ({error}). Write your state in the {self.tags.state} tag, then "
+            "one action tag: search, click, back, scroll or answer. The page is unchanged."
         )
         page = self._page_text(self._current_text(), prefix=message + "\n")
         self._turns.append(Turn(state_text, echo, page))
@@ -332,12 +333,12 @@ class WebQATextEnv(BoundedMemoryEnv):
 
     def _page_text(self, text: str, prefix: str = "") -> str:
         """A page as an observation block: turn hint, page text (tags removed, charset, token cap)."""
-        text, _ = proto.remove_tags(text, self.tags)
-        text = truncate_to_tokens(
-            proto.to_charset(prefix + text, self._allowed),
-            self.config.max_observation_tokens,
-            self.count_tokens,
-        )
+        if "<" in text:  # only a corpus's text could hold a protocol tag
+            text, _ = proto.remove_tags(text, self.tags)
+        text = proto.to_charset(prefix + text, self._allowed)
+        # The default counter's tokens hold at least one character each: a short page needs no cut.
+        if self.config.token_counter is not None or len(text) > self.config.max_observation_tokens:
+            text = truncate_to_tokens(text, self.config.max_observation_tokens, self.count_tokens)
         hint = proto.turn_hint(self.turn_limit - self._turn)
         return proto.wrap(self.tags.observation, f"{hint}\n\n{text}")
 

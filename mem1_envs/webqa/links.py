@@ -132,7 +132,10 @@ def _scan(
                                 break
                         if same:
                             best, best_n = title, n
-            if best >= 0 and best != owners[p] and stamp[best] != base + p:
+            if best < 0:
+                t += 1
+                continue
+            if best != owners[p] and stamp[best] != base + p:
                 stamp[best] = base + p
                 if emit:
                     out[count, 0] = base + p
@@ -140,9 +143,7 @@ def _scan(
                     out[count, 2] = tok_e[t + best_n - 1] - a
                     out[count, 3] = best
                 count += 1
-                t += best_n
-            else:
-                t += 1
+            t += best_n  # a mention (linked or not: its own title, a repeat) is never searched inside
     return count
 
 

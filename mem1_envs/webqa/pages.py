@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from mem1_envs.webqa.wiki import Wiki
 
@@ -93,8 +93,23 @@ class PageState:
     offset: int = 0
     back: tuple[PageState, ...] = ()
 
+    def __hash__(self) -> int:
+        # Memoised: states key the page cache and hold their back stack, so hashing recurses.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.kind, self.query, self.title, self.offset, self.back))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        # String hashes differ between processes: a pickled state recomputes its hash.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     def to_query(self) -> str:
-        """URL query string of this state (the web app's address for it; memoised)."""
+        """URL query string of this state (the web app's address for it)."""
         return _query_of(self)
 
     @classmethod
@@ -125,17 +140,22 @@ def _flat_from_query(text: str) -> PageState:
     return PageState(kind, fields.get("query", ""), fields.get("title", ""), offset)
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=65536)
+def _flat_query(kind: str, query: str, title: str, offset: int) -> tuple[str, str]:
+    """A state's own fields URL-encoded, and that string quoted again (as a ``back`` value)."""
+    own = urlencode([("kind", kind), ("query", query), ("title", title), ("offset", offset)])
+    return own, quote_plus(own)
+
+
 def _query_of(state: PageState) -> str:
-    fields: list[tuple[str, object]] = [
-        ("kind", state.kind),
-        ("query", state.query),
-        ("title", state.title),
-        ("offset", state.offset),
-    ]
-    # Most recent first: a reader of the address sees where "back" goes without parsing it all.
-    fields += [("back", _query_of(earlier)) for earlier in reversed(state.back)]
-    return urlencode(fields)
+    # urlencode of the fields, then one ``back`` entry per earlier page, most recent first (a
+    # reader of the address sees where "back" goes without parsing it all). Built from memoised
+    # pieces: every link of a page carries the whole back stack.
+    own = _flat_query(state.kind, state.query, state.title, state.offset)[0]
+    backs = "".join(
+        "&back=" + _flat_query(b.kind, b.query, b.title, b.offset)[1] for b in reversed(state.back)
+    )
+    return own + backs
 
 
 def sanitize(wiki: Wiki, state: PageState) -> PageState:

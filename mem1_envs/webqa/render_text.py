@@ -36,5 +36,10 @@ def render_page(page: Page) -> str:
 
 
 def render_text(wiki: Wiki, state: PageState) -> str:
-    """The text of the page shown in ``state``."""
-    return render_page(build_page(wiki, state))
+    """The text of the page shown in ``state`` (memoised beside the page: both are pure)."""
+    key = ("text", state)
+    text = wiki.page_cache.get(key)
+    if text is None:
+        text = render_page(build_page(wiki, state))
+        wiki.page_cache[key] = text
+    return text
