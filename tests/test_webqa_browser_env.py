@@ -84,17 +84,24 @@ def test_parity_with_the_text_env_on_scripted_invalid_and_back_actions(browser_e
     assert browser_env.back_reloads == 0  # the history matched the page model's back stack
 
 
-def test_scripted_researcher_rewards_are_the_same_in_the_browser(browser_env: WebQABrowserEnv) -> None:
-    text, agent, rewards = WebQATextEnv(**WORLD), WebQAScriptedAgent(), []
-    for seed in range(100, 106):
-        for env in (text, browser_env):
-            observation, info = env.reset(seed=seed)
-            total, done = 0.0, False
-            while not done:
-                observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
-                total, done = total + reward, terminated or truncated
-            rewards.append(total)
-    assert rewards[0::2] == rewards[1::2] and sum(rewards[0::2]) >= 0.95 * 2 * 6
+@pytest.mark.parametrize("num_objectives", [1, 4, 8])
+def test_scripted_researcher_rewards_are_the_same_in_the_browser(num_objectives: int) -> None:
+    kwargs = {"world": "small", "num_objectives": num_objectives}
+    text, browser, agent = WebQATextEnv(**kwargs), WebQABrowserEnv(**kwargs), WebQAScriptedAgent()
+    rewards: list[float] = []
+    try:
+        for seed in range(100, 103):
+            for env in (text, browser):
+                observation, info = env.reset(seed=seed)
+                total, done = 0.0, False
+                while not done:
+                    observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
+                    total, done = total + reward, terminated or truncated
+                rewards.append(total)
+        assert browser.browser_restarts == 0
+    finally:
+        browser.close()
+    assert rewards[0::2] == rewards[1::2] and sum(rewards[0::2]) >= 0.95 * num_objectives * 3
 
 
 def _odd_source() -> WebQASource:
