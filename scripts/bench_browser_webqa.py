@@ -1,6 +1,7 @@
 """Benchmark: ``MEM1-WebQA-Browser-v0`` step and reset latency, beside the shop browser's, same run.
 
-The scripted researcher plays ``--episodes`` episodes on the small generated world; every action
+The scripted researcher plays ``--episodes`` episodes on the small generated world, in each
+input mode (``script``: the link's ``click()``; ``native``: mouse events at its box); every action
 goes to the browser env and, in lockstep, to the text env (identical observation, reward and
 info is checked and the mismatches printed). Reported:
 
@@ -11,7 +12,7 @@ info is checked and the mismatches printed). Reported:
 - then the shop browser's figures (``scripts/bench_browser.py``, ``script`` input mode) measured
   in the same process, so that both rows share the machine's load.
 
-    python scripts/bench_browser_webqa.py              # 30 WebQA episodes, 10 shop episodes
+    python scripts/bench_browser_webqa.py              # 30 WebQA episodes per mode, 10 shop episodes
     python scripts/bench_browser_webqa.py --quick      # a smoke run: 3 + 2 episodes
 """
 
@@ -31,14 +32,14 @@ sys.path.insert(0, HERE)
 from bench_browser import _ms, _pss_kib, run_mode  # noqa: E402  (the shop's benchmark, reused)
 
 from agents.scripted_webqa import WebQAScriptedAgent  # noqa: E402
-from mem1_envs.webqa.browser_env import WebQABrowserEnv  # noqa: E402
+from mem1_envs.webqa.browser_env import INPUT_MODES, WebQABrowserEnv  # noqa: E402
 from mem1_envs.webqa.env import WebQATextEnv  # noqa: E402
 
 
-def run_webqa(episodes: int, num_objectives: int) -> dict[str, Any]:
-    """Play ``episodes`` scripted episodes in the WebQA browser env and the text env."""
+def run_webqa(episodes: int, num_objectives: int, mode: str = "script") -> dict[str, Any]:
+    """Play ``episodes`` scripted episodes in the WebQA browser env (``input_mode=mode``) and the text env."""
     kwargs = {"world": "small", "num_objectives": num_objectives}
-    browser, text = WebQABrowserEnv(**kwargs), WebQATextEnv(**kwargs)
+    browser, text = WebQABrowserEnv(input_mode=mode, **kwargs), WebQATextEnv(**kwargs)
     displays = [0]
     inner = browser._display
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--num-objectives", type=int, default=2)
     parser.add_argument("--shop-episodes", type=int, default=10, help="shop episodes (0: skip the shop)")
     parser.add_argument("--n-products", type=int, default=10_000)
+    parser.add_argument("--modes", default=",".join(INPUT_MODES), help="WebQA input modes, comma-separated")
     parser.add_argument("--quick", action="store_true", help="3 WebQA + 2 shop episodes, 2,000 products")
     args = parser.parse_args(argv)
     if args.quick:
@@ -97,31 +99,35 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         parser.error("--episodes and --shop-episodes must be >= 2 (the first reset is reported apart)")
     if args.num_objectives < 1:
         parser.error(f"--num-objectives must be >= 1, got {args.num_objectives}")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in modes:
+        if mode not in INPUT_MODES:
+            parser.error(f"--modes: unknown mode {mode!r}; known: {INPUT_MODES}")
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}")
-    results = {"webqa": run_webqa(args.episodes, args.num_objectives)}
+    results = {f"webqa-{mode}": run_webqa(args.episodes, args.num_objectives, mode) for mode in modes}
     if args.shop_episodes:
         from mem1_envs.shop.engine import load_shop
 
         shop = load_shop(args.n_products, 0)
-        results["shop"] = run_mode("script", shop, args.n_products, args.shop_episodes)
+        results["shop-script"] = run_mode("script", shop, args.n_products, args.shop_episodes)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     print()
     print(
-        f"{'env':<8}{'browser steps':>14}{'median ms':>11}{'p90 ms':>8}{'resets':>8}{'median ms':>11}"
+        f"{'env':<13}{'browser steps':>14}{'median ms':>11}{'p90 ms':>8}{'resets':>8}{'median ms':>11}"
         f"{'p90 ms':>8}{'1st reset s':>12}{'other steps':>12}{'median ms':>11}{'text ms':>9}{'ratio':>8}"
     )
     for name, r in results.items():
         text_median = 1000 * statistics.median(r["text_steps"])
         browser_median = _ms(r["browser_steps"], 0.5)
         print(
-            f"{name:<8}{len(r['browser_steps']):>14}{browser_median:>11.1f}{_ms(r['browser_steps'], 0.9):>8.1f}"
+            f"{name:<13}{len(r['browser_steps']):>14}{browser_median:>11.1f}{_ms(r['browser_steps'], 0.9):>8.1f}"
             f"{len(r['resets']):>8}{_ms(r['resets'], 0.5):>11.1f}{_ms(r['resets'], 0.9):>8.1f}"
             f"{r['first_reset']:>12.2f}{len(r['other_steps']):>12}{_ms(r['other_steps'], 0.5):>11.2f}"
             f"{text_median:>9.3f}{browser_median / text_median:>8.0f}"
         )
     print()
     for name, r in results.items():
-        what = "researcher EM per objective" if name == "webqa" else "shopper reward"
+        what = "researcher EM per objective" if name.startswith("webqa") else "shopper reward"
         print(
             f"{name}: scripted {what} {statistics.mean(r['rewards']):.3f} over {len(r['rewards'])} episodes; "
             f"text/browser mismatches {r['mismatches']}; browser restarts {r['restarts']}; "
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(
         "(browser steps: actions that load a page in Chromium; other steps: answers and refused "
         "actions (shop: also scrolls within a screen), which never reach the browser; text ms: the text env's median step on "
-        "the same actions; ratio: browser median / text median; shop: input mode 'script')"
+        "the same actions; ratio: browser median / text median; input modes: script = the element's "
+        "click(), native = mouse events (WebQA) or WebDriver clicks and keys (shop))"
     )
     return results
 

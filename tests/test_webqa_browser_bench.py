@@ -24,7 +24,7 @@ def test_bench_browser_webqa_quick() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    for name, resets in (("webqa", 2), ("shop", 1)):
+    for name, resets in (("webqa-script", 2), ("webqa-native", 2), ("shop-script", 1)):
         row = re.search(rf"^{name}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)", out, re.MULTILINE)
         assert row is not None, out
         steps, median, p90, reset_count, reset_median = row.groups()

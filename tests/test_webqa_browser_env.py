@@ -17,7 +17,7 @@ from agents.scripted_webqa import WebQAScriptedAgent
 from mem1_envs.qa.sources import wide_charset
 from mem1_envs.qa.world import Question
 from mem1_envs.shop.browser import BrowserConfig, process_running
-from mem1_envs.webqa.browser_env import WebQABrowserEnv
+from mem1_envs.webqa.browser_env import INPUT_MODES, WebQABrowserEnv
 from mem1_envs.webqa.env import WebQATextEnv
 from mem1_envs.webqa.source import WebQASource
 from mem1_envs.webqa.wiki import wiki_from_corpus
@@ -32,6 +32,19 @@ def browser_env() -> Any:
     env = WebQABrowserEnv(**WORLD)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def native_env() -> Any:
+    env = WebQABrowserEnv(input_mode="native", **WORLD)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module", params=INPUT_MODES)
+def mode_env(request: Any, browser_env: WebQABrowserEnv, native_env: WebQABrowserEnv) -> WebQABrowserEnv:
+    """The browser env in each input mode (script: the link's click(); native: mouse events)."""
+    return {"script": browser_env, "native": native_env}[request.param]
 
 
 def act(tag: str, text: str = "") -> str:
@@ -76,12 +89,12 @@ def _paired(text: WebQATextEnv, browser: WebQABrowserEnv, seed: int, extra: list
     return steps
 
 
-def test_parity_with_the_text_env_on_scripted_invalid_and_back_actions(browser_env: WebQABrowserEnv) -> None:
+def test_parity_with_the_text_env_on_scripted_invalid_and_back_actions(mode_env: WebQABrowserEnv) -> None:
     text = WebQATextEnv(**WORLD)
-    total = sum(_paired(text, browser_env, seed, EDGE_ACTIONS[seed % 3 :: 3]) for seed in range(9))
+    total = sum(_paired(text, mode_env, seed, EDGE_ACTIONS[seed % 3 :: 3]) for seed in range(9))
     assert total >= 60
-    assert browser_env.browser_restarts == 0 and browser_env.browser.starts == 1
-    assert browser_env.back_reloads == 0  # the history matched the page model's back stack
+    assert mode_env.browser_restarts == 0 and mode_env.browser.starts == 1
+    assert mode_env.back_reloads == 0  # the history matched the page model's back stack
 
 
 @pytest.mark.parametrize("num_objectives", [1, 4, 8])
@@ -122,10 +135,11 @@ def _odd_source() -> WebQASource:
     return WebQASource("odd", wiki_from_corpus(rows), questions, wide_charset(), "position")
 
 
-def test_parity_with_scrolling_back_and_unicode_on_a_corpus() -> None:
+@pytest.mark.parametrize("input_mode", INPUT_MODES)
+def test_parity_with_scrolling_back_and_unicode_on_a_corpus(input_mode: str) -> None:
     source = _odd_source()
     text = WebQATextEnv(source=source, max_turns=40)
-    browser = WebQABrowserEnv(source=source, max_turns=40)
+    browser = WebQABrowserEnv(source=source, max_turns=40, input_mode=input_mode)
     try:
         actions = [
             act("search", "Switzerland"),
@@ -255,6 +269,8 @@ def test_pickled_env_starts_its_own_browser_and_continues_the_episode(browser_en
 def test_bad_arguments_are_named_before_chromium_starts() -> None:
     with pytest.raises(TypeError, match=r"browser_config must be a BrowserConfig or None, got .* \(dict\)"):
         WebQABrowserEnv(browser_config={"headless": True}, **WORLD)
+    with pytest.raises(ValueError, match=r"input_mode must be one of \('native', 'script'\), got 'mouse'"):
+        WebQABrowserEnv(input_mode="mouse", **WORLD)
     with pytest.raises(ValueError, match="num_objectives must be >= 1, got 0"):
         WebQABrowserEnv(world="small", num_objectives=0)
 

@@ -7,7 +7,8 @@ in a real browser and reads the page back through Chromium's accessibility tree
 
 - ``click[label]``: finds, in the accessibility tree of the page shown, the first link whose
   accessible name is ``label`` (compared as the page model compares labels: lower-case, spaces
-  collapsed) and clicks that DOM element; the browser follows its ``href``;
+  collapsed) and clicks that DOM element (``input_mode``: its ``click()``, or mouse events at
+  its box); the browser follows its ``href``;
 - ``search[q]`` / ``scroll[d]``: the browser goes to the web app's ``/act`` address for the
   action, where the app applies it and redirects to the next page (a scroll replaces the
   history entry, as the page model's back stack does not record scrolls);
@@ -48,7 +49,7 @@ from mem1_envs.shop.browser import (
     ManagedBrowser,
     is_driver_error,
 )
-from mem1_envs.validation import check_instance
+from mem1_envs.validation import check_choice, check_instance
 from mem1_envs.webqa.env import WebQATextEnv
 from mem1_envs.webqa.pages import PageState, normalize_label
 from mem1_envs.webqa.source import WebQASource
@@ -62,6 +63,7 @@ _NEW_DOCUMENT = (
     "return (window.__mem1Old === undefined && document.readyState === 'complete') ? location.href : null;"
 )
 _CLICK = "function() { window.__mem1Old = true; this.click(); }"
+INPUT_MODES = ("native", "script")
 
 
 class WebQABrowserEnv(WebQATextEnv):
@@ -91,7 +93,10 @@ class WebQABrowserEnv(WebQATextEnv):
 
     ## Arguments
     Every ``MEM1-WebQA-v0`` argument, plus ``browser_config`` (a
-    :class:`~mem1_envs.shop.browser.BrowserConfig`: binaries, timeouts, extra flags).
+    :class:`~mem1_envs.shop.browser.BrowserConfig`: binaries, timeouts, extra flags) and
+    ``input_mode``, how a link is clicked once found: ``"script"`` (default: the element's own
+    ``click()``, called through CDP) or ``"native"`` (a left mouse press and release at the middle
+    of the link's box, dispatched as input events: the browser's hit test picks the target).
 
     ## Version History
     * v0: initial version.
@@ -111,16 +116,19 @@ class WebQABrowserEnv(WebQATextEnv):
         render_mode: str | None = None,
         source: WebQASource | None = None,
         browser_config: BrowserConfig | None = None,
+        input_mode: str = "script",
         **kwargs: Any,
     ):
         # Every argument is checked (the text env's in super().__init__) before Chromium starts.
         check_instance("browser_config", browser_config, BrowserConfig, optional=True)
+        check_choice("input_mode", input_mode, INPUT_MODES)
         try:
             import selenium  # noqa: F401
         except ImportError as error:  # pragma: no cover - depends on the install
             raise ImportError(BROWSER_EXTRA_HINT) from error
         super().__init__(render_mode=render_mode, source=source, **kwargs)
         self.browser_config = browser_config if browser_config is not None else BrowserConfig()
+        self.input_mode = input_mode
         self.browser_restarts = 0
         self.back_reloads = 0
         self._open()
@@ -197,11 +205,24 @@ class WebQABrowserEnv(WebQATextEnv):
         found = find_links(self._nodes, label, key=normalize_label)
         if not found:
             raise BrowserFailure(f"no link named {label!r} in the page's accessibility tree")
-        driver = self.browser.driver
-        element = driver.execute_cdp_cmd("DOM.resolveNode", {"backendNodeId": found[0]})["object"]
-        driver.execute_cdp_cmd(
-            "Runtime.callFunctionOn", {"objectId": element["objectId"], "functionDeclaration": _CLICK}
-        )
+        driver, node = self.browser.driver, {"backendNodeId": found[0]}
+        if self.input_mode == "script":
+            element = driver.execute_cdp_cmd("DOM.resolveNode", node)["object"]
+            driver.execute_cdp_cmd(
+                "Runtime.callFunctionOn", {"objectId": element["objectId"], "functionDeclaration": _CLICK}
+            )
+            return
+        # native: a left click at the middle of the link's first box, as a mouse would; the
+        # browser's hit test decides what is clicked.
+        driver.execute_cdp_cmd("DOM.scrollIntoViewIfNeeded", node)
+        quads = driver.execute_cdp_cmd("DOM.getContentQuads", node)["quads"]
+        if not quads:
+            raise BrowserFailure(f"the link {label!r} has no box on the screen")
+        x, y = sum(quads[0][0::2]) / 4, sum(quads[0][1::2]) / 4
+        driver.execute_script(_MARK)
+        for kind in ("mousePressed", "mouseReleased"):
+            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            driver.execute_cdp_cmd("Input.dispatchMouseEvent", event)
 
     def _go(self, state: PageState, how: str) -> None:
         if how == "get":
