@@ -52,6 +52,7 @@ from mem1_envs.shop.browser import (
 from mem1_envs.validation import check_choice, check_instance
 from mem1_envs.webqa.env import WebQATextEnv
 from mem1_envs.webqa.pages import PageState, normalize_label
+from mem1_envs.webqa.render_html import PAGE_PATH
 from mem1_envs.webqa.source import WebQASource
 from mem1_envs.webqa.webapp import act_url, page_url
 
@@ -251,7 +252,7 @@ class WebQABrowserEnv(WebQATextEnv):
                 raise BrowserFailure(f"no new page within {self.browser_config.page_load_timeout_s} s")
             time.sleep(0.001)
         address = urlsplit(href)
-        if not href.startswith(self.server.url) or address.path != "/page":
+        if not href.startswith(self.server.url) or address.path != PAGE_PATH:
             raise BrowserFailure(f"the browser left the wiki: {href[:200]!r}")
         return PageState.from_query(address.query)
 
