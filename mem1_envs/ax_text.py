@@ -19,8 +19,9 @@ Which ``generic`` node is a block: Chromium keeps a block box in the tree when i
 content (a paragraph of text), and elides plain inline ``<span>``\\ s; a block holding both blocks
 and text is ``ignored`` and its text runs stand between the blocks. So the children of a
 non-ignored block that holds text are inline, and the children of an ignored node are blocks
-(text runs among them form lines of their own). Known limit: a ``<span>`` that Chromium keeps
-(one with a ``title``, ``id`` or ``tabindex``) directly beside a block is read as a block.
+(text runs among them form lines of their own). Known limits: a ``<span>`` that Chromium keeps
+(one with a ``title``, ``id`` or ``tabindex``) directly beside a block is read as a block; a
+form field's value and the content of frames are not read; ``<pre>`` whitespace is collapsed.
 
 :func:`ax_text` is pure (it takes the CDP reply's ``nodes``); :func:`read_ax_nodes` and
 :func:`page_text` talk to a Selenium Chromium driver. Selenium is never imported here.

@@ -295,3 +295,48 @@ def test_async_vector_env_one_browser_per_worker() -> None:
     finally:
         envs.close()
     assert [pid for pid in pids[0] | pids[1] if process_running(pid)] == []
+
+
+def test_candidate_actions_wrapper_works_through_the_registry() -> None:
+    from wrappers import CandidateActions
+
+    env = CandidateActions(gym.make("MEM1-WebQA-Browser-v0", **WORLD), num_candidates=12)
+    try:
+        observation, info = env.reset(seed=2)
+        done = False
+        while not done:
+            assert env.action_masks()[0]
+            observation, reward, terminated, truncated, info = env.step(0)  # the researcher's step
+            done = terminated or truncated
+        assert reward == 2.0
+    finally:
+        env.close()
+
+
+def test_parity_on_a_search_r1_corpus_with_data_questions(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("MEM1_ENVS_CACHE", str(tmp_path / "cache"))
+    data = os.path.join(os.path.dirname(__file__), "data")
+    kwargs = {
+        "corpus": os.path.join(data, "wiki_sample.jsonl"),
+        "data": f"nq={os.path.join(data, 'nq_sample.jsonl')}",
+        "num_objectives": 1,
+    }
+    text, browser = WebQATextEnv(**kwargs), WebQABrowserEnv(**kwargs)
+    try:
+        options = {"question_ids": ["nq:test_1"]}
+        assert text.reset(seed=0, options=options) == browser.reset(seed=0, options=options)
+        for action in [
+            act("search", "Hamlet"),
+            act("click", "hamlet"),
+            act("click", "William Shakespeare"),
+            act("back"),
+            act("scroll", "down"),
+            act("search", "Shakespeare play"),
+            act("click", "Hamlet"),
+            act("answer", "William Shakespeare"),
+        ]:
+            result = text.step(action)
+            assert browser.step(action) == result, action
+        assert result[1] == 1.0 and browser.browser_restarts == 0
+    finally:
+        browser.close()
