@@ -141,6 +141,37 @@ def bench_envs(
     }
 
 
+def context_growth(world: str, episodes: int, sizes: tuple[int, ...] = (1, 2, 4, 8)) -> list[dict[str, Any]]:
+    """Peak context tokens of the scripted researcher per context policy and N (same seeds)."""
+    rows = []
+    for memory in ("mem1", "window", "full"):
+        for n in sizes:
+            env = gym.make(
+                "MEM1-WebQA-v0", world=world, num_objectives=n, memory=memory, max_context_tokens=1 << 20
+            )
+            agent, peaks, beyond, ems = WebQAScriptedAgent(), [], [], []
+            for seed in range(episodes):
+                observation, info = env.reset(seed=seed)
+                prompt = env.unwrapped.count_tokens(info["prompt"])
+                done = False
+                while not done:
+                    observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
+                    done = terminated or truncated
+                peaks.append(info["peak_context_tokens"])
+                beyond.append(info["peak_context_tokens"] - prompt)
+                ems.append(float(np.mean(info.get("em", [0.0]))))
+            rows.append(
+                {
+                    "memory": memory,
+                    "n": n,
+                    "peak": float(np.mean(peaks)),
+                    "beyond": float(np.mean(beyond)),
+                    "em": float(np.mean(ems)),
+                }
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small world and corpus, few episodes")
@@ -174,6 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     setups[f"MEM1-WebShop-v0 ({n_products:,} products) | 1 item"] = (shop_env, WebShopScriptedAgent())
     for name, row in bench_envs(setups, episodes, repeats).items():
         print(f"| {name} | {row['steps_per_s']:,.0f} | {row['steps_per_cpu_s']:,.0f} | {row['score']:.3f} |")
+
+    print(f"\n## Peak context tokens of the scripted researcher ({world} world, {episodes} seeds each)")
+    print("| context | N | EM fraction | peak context tokens | peak beyond the prompt |")
+    print("|---|---|---|---|---|")
+    growth = context_growth(world, episodes)
+    for row in growth:
+        print(
+            f"| {row['memory']} | {row['n']} | {row['em']:.3f} | {row['peak']:,.0f} | {row['beyond']:,.0f} |"
+        )
+    by = {(r["memory"], r["n"]): r for r in growth}
+    for memory in ("mem1", "window", "full"):
+        two, eight = by[(memory, 2)], by[(memory, 8)]
+        print(
+            f"- {memory}: N=8/N=2 peak {eight['peak'] / two['peak']:.2f}x, beyond the prompt {eight['beyond'] / two['beyond']:.2f}x"
+        )
 
     print(f"\n## Wiki from a {passages:,}-passage synthetic corpus")
     row = bench_wiki(passages)

@@ -30,3 +30,4 @@ def test_bench_webqa_quick_runs_and_reports_every_section():
     out = result.stdout
     assert "| MEM1-WebQA-v0 (small world) | 8 |" in out and "MEM1-WebShop-v0 (500 products)" in out
     assert "Wiki from a 5,000-passage synthetic corpus" in out and "peak RSS" in out
+    assert "| full | 8 |" in out and "- mem1: N=8/N=2 peak" in out

@@ -15,7 +15,7 @@ import mem1_envs  # noqa: F401 - registers the env ids
 from agents.scripted_webqa import WebQAScriptedAgent
 from mem1_envs.registry import find_part
 from mem1_envs.webqa.pages import ACTION_ERRORS
-from wrappers import CandidateActions
+from wrappers import CandidateActions, HistoryMode, TokenizeObservation
 
 ENV_ID = "MEM1-WebQA-v0"
 SMALL = {"world": "small"}
@@ -213,6 +213,14 @@ def test_vector_envs_and_candidate_actions():
     )
     assert all("# Search results for" in o for o in observations)
     vector.close()
+    # Text observations across processes need shared_memory=False (as for MultiQA).
+    asynchronous = gym.vector.AsyncVectorEnv(
+        [lambda: gym.make(ENV_ID, **SMALL, num_objectives=2)] * 2, shared_memory=False
+    )
+    observations, infos = asynchronous.reset(seed=[0, 1])
+    observations, *_ = asynchronous.step([agent.act(o, {}) for o in observations])
+    assert all("# Search results for" in o for o in observations)
+    asynchronous.close()
     env = CandidateActions(gym.make(ENV_ID, **SMALL, num_objectives=2), num_candidates=12)
     observation, info = env.reset(seed=2)
     done = False
@@ -243,3 +251,55 @@ def test_a_search_r1_corpus_becomes_the_wiki_and_data_questions_are_asked(tmp_pa
     assert terminated and reward == 1.0 and info["em"] == [1.0]
     with pytest.raises(ValueError, match="corpus= and data= go together"):
         gym.make(ENV_ID, corpus=corpus)
+
+
+def test_the_rl_wrapper_stack_plays_to_the_end():
+    env = TokenizeObservation(
+        CandidateActions(
+            HistoryMode(gym.make(ENV_ID, **SMALL, num_objectives=2), mode="full"), num_candidates=12
+        )
+    )
+    observation, info = env.reset(seed=0)
+    assert observation["input_ids"].shape == observation["attention_mask"].shape
+    done = False
+    while not done:
+        observation, reward, terminated, truncated, info = env.step(0)
+        done = terminated or truncated
+    assert reward == 2.0 and info["turn"] > 4
+
+
+def test_the_researcher_scrolls_to_a_sentence_below_the_first_screen():
+    from mem1_envs.protocol import ASCII_CHARSET
+    from mem1_envs.webqa.source import WebQASource
+    from mem1_envs.webqa.tasks import Task
+    from mem1_envs.webqa.wiki import wiki_from_corpus
+
+    filler = [f"Zorbatown hosted fair number {k} after a long winter." for k in range(4)]
+    rows = [
+        ("Varnel Oskar", "Varnel Oskar was born in Zorbatown in 1950. Varnel is known as a painter."),
+        *(("Zorbatown", text) for text in filler),
+        (
+            "Zorbatown",
+            "Zorbatown is a city in Quexland. It was founded in 1200 and has a population of 5,000.",
+        ),
+        ("Quexland", "Quexland is a country whose capital is Zorbatown."),
+    ]
+    wiki = wiki_from_corpus([{"id": str(i), "contents": f'"{t}"\n{x}'} for i, (t, x) in enumerate(rows)])
+    question = "In which country is the city where Varnel Oskar was born?"
+    task = Task("s0", question, ("Quexland",), "birth_country", (), "webqa", ("Varnel Oskar", "Zorbatown"))
+    env = gym.make(ENV_ID, source=WebQASource("custom", wiki, [task], ASCII_CHARSET, "position"))
+    reward, info, infos = play(env, WebQAScriptedAgent(), seed=0)
+    assert reward == 1.0 and info["em"] == [1.0]
+    assert any(
+        i["page_state"].startswith("kind=article&query=Varnel+Oskar&title=Zorbatown&offset=3") for i in infos
+    )
+
+
+def test_described_starts_are_asked_and_found():
+    env = gym.make(ENV_ID, **SMALL, num_objectives=4).unwrapped
+    described = [q.qid for q in env.questions if q.described]
+    assert len(described) >= 0.05 * len(env.questions)
+    agent = WebQAScriptedAgent()
+    for start in range(0, 12, 4):
+        reward, info, _ = play(env, agent, seed=0, options={"question_ids": described[start : start + 4]})
+        assert info["em"] == [1.0] * 4, info["question_ids"]

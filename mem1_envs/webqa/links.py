@@ -179,6 +179,14 @@ def find_links(
         raise ValueError(
             f"owners must give one title index per text, got {len(owners)} for {len(texts)} texts"
         )
+    # Hashes wrap around on purpose; under NUMBA_DISABLE_JIT numpy would warn at each overflow.
+    with np.errstate(over="ignore"):
+        return _find_links(texts, titles, owners, min_title_chars)
+
+
+def _find_links(
+    texts: Sequence[str], titles: Sequence[str], owners: Sequence[int] | np.ndarray, min_title_chars: int
+) -> Links:
     word = _word_table()
     tcps, tstarts = _code_points(titles)
     hashes, tokens = _title_hashes(tcps, tstarts, word)
