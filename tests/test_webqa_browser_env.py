@@ -224,19 +224,24 @@ def test_crashed_and_frozen_browsers_truncate_the_episode_and_recover() -> None:
     try:
         observation, info = env.reset(seed=1)
         observation, *_, info = env.step(agent.act(observation, info))
+        # A loaded machine may already restart once under these 2 s timeouts (reset retries):
+        # count the restarts of the failing steps only.
+        before = env.browser_restarts
         os.kill(env.browser.browser_pid(), signal.SIGKILL)  # Chromium dies under the env
         observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
         assert truncated and not terminated and reward == 0.0
-        assert info["truncated_reason"].startswith("browser_failure:") and info["browser_restarts"] == 1
+        assert (
+            info["truncated_reason"].startswith("browser_failure:") and info["browser_restarts"] == before + 1
+        )
         assert env.reset(seed=2)[1]["page"] == "search" and env.browser.is_alive()
-        chromium = env.browser.browser_pid()
+        chromium, before = env.browser.browser_pid(), env.browser_restarts
         os.kill(chromium, signal.SIGSTOP)  # frozen: commands time out
         try:
             *_, truncated, info = env.step(act("search", "anything"))
         finally:
             if process_running(chromium):
                 os.kill(chromium, signal.SIGCONT)
-        assert truncated and info["browser_restarts"] == 2 and not process_running(chromium)
+        assert truncated and info["browser_restarts"] == before + 1 and not process_running(chromium)
         observation, info = env.reset(seed=3)  # and the next episode runs normally
         *_, info = env.step(agent.act(observation, info))
         assert info["invalid_action"] is None and "truncated_reason" not in info
