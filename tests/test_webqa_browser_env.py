@@ -345,3 +345,21 @@ def test_parity_on_a_search_r1_corpus_with_data_questions(tmp_path: Any, monkeyp
         assert result[1] == 1.0 and browser.browser_restarts == 0
     finally:
         browser.close()
+
+
+def test_back_beyond_the_capped_back_stack_reloads_the_expected_page() -> None:
+    """The page model remembers MAX_BACK pages; the browser's history more. Back still agrees."""
+    from mem1_envs.webqa.pages import MAX_BACK
+
+    text = WebQATextEnv(**WORLD, max_turns=3 * MAX_BACK)
+    browser = WebQABrowserEnv(**WORLD, max_turns=3 * MAX_BACK)
+    try:
+        assert text.reset(seed=5) == browser.reset(seed=5)
+        actions = [act("search", f"city {i}") for i in range(MAX_BACK + 3)] + [act("back")] * (MAX_BACK + 1)
+        for action in actions:
+            result = text.step(action)
+            assert browser.step(action) == result, action
+        assert result[4]["invalid_action"] == "no_back"  # the model's stack ran out first
+        assert browser.back_reloads > 0 and browser.browser_restarts == 0
+    finally:
+        browser.close()
