@@ -49,6 +49,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from mem1_envs.errors import Mem1EnvsError
 from mem1_envs.validation import check_bool, check_float, check_instance, check_int, check_str
 
 BROWSER_EXTRA_HINT = "the browser env needs selenium, starlette and uvicorn: pip install 'mem1-envs[browser]'"
@@ -113,6 +114,16 @@ _BASE_FLAGS = (
     "--mute-audio",
     "--password-store=basic",
 )
+
+
+class BrowserFailure(Mem1EnvsError, RuntimeError):
+    """The browser died, hung, or shows a page other than the expected one."""
+
+
+def is_driver_error(error: BaseException) -> bool:
+    """Errors that mean the browser or its driver is gone (selenium's, urllib3's, sockets')."""
+    module = type(error).__module__
+    return module.startswith(("selenium", "urllib3", "http.client")) or isinstance(error, OSError)
 
 
 def _import_selenium() -> Any:

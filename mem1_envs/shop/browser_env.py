@@ -35,8 +35,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mem1_envs.errors import Mem1EnvsError
-from mem1_envs.shop.browser import BROWSER_EXTRA_HINT, BrowserConfig, ManagedBrowser
+from mem1_envs.shop.browser import (  # BrowserFailure: re-exported
+    BROWSER_EXTRA_HINT,
+    BrowserConfig,
+    BrowserFailure,
+    ManagedBrowser,
+    is_driver_error,
+)
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import PageState, build_page, normalize_label, parse_action, transition
 from mem1_envs.shop.text_env import WebShopTextEnv
@@ -77,10 +82,6 @@ window.__mem1Old = true;
 if (arguments[1]) { input.value = arguments[0]; form.requestSubmit(); }
 return input;
 """
-
-
-class BrowserFailure(Mem1EnvsError, RuntimeError):
-    """The browser died, hung, or shows a page other than the expected one."""
 
 
 class WebShopBrowserEnv(WebShopTextEnv):
@@ -246,7 +247,7 @@ class WebShopBrowserEnv(WebShopTextEnv):
                     raise
                 self._restart()
             except Exception as error:
-                if attempt == 2 or not _is_driver_error(error):
+                if attempt == 2 or not is_driver_error(error):
                     raise
                 self._restart()
         raise AssertionError("unreachable")
@@ -308,9 +309,3 @@ class WebShopBrowserEnv(WebShopTextEnv):
         super().__setstate__(state)
         self._open()
         self._shown = shown
-
-
-def _is_driver_error(error: Exception) -> bool:
-    """Errors that mean the browser or its driver is gone (selenium's, urllib3's, sockets')."""
-    module = type(error).__module__
-    return module.startswith(("selenium", "urllib3", "http.client")) or isinstance(error, OSError)

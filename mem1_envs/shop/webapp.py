@@ -16,9 +16,8 @@ hand-edited address can do that) shows the unchanged page with status 400 and th
 have no external assets (inline style, no script, no CDN); ``/favicon.ico`` is an empty 204 so
 that the browser asks nothing else.
 
-``LocalServer`` runs the app in a daemon thread: it binds ``127.0.0.1`` on a port the kernel
-picks (``port=0``, so parallel envs never collide) and ``stop()`` shuts it down and joins the
-thread. No process is started, so nothing can outlive the Python process that owns it.
+``LocalServer`` (:mod:`mem1_envs.local_server`, re-exported here) runs the app in a daemon thread
+on ``127.0.0.1`` and a port the kernel picks; ``stop()`` shuts it down and joins the thread.
 
 Starlette and uvicorn are imported when a server starts, never at ``import mem1_envs`` time.
 Serve a shop to look at it in a browser: ``python -m mem1_envs.shop.webapp --n-products 2000``.
@@ -32,34 +31,24 @@ Example (needs the ``browser`` extra, so it is not a doctest; the tests run it):
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from mem1_envs.shop.browser import BROWSER_EXTRA_HINT
+from mem1_envs.local_server import LocalServer, import_server_libs
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import MAX_ARGUMENT_CHARS, PageState, transition
 from mem1_envs.shop.render_html import render_html
 from mem1_envs.validation import check_int, cli_type
 
+__all__ = ["LocalServer", "build_app", "main"]  # LocalServer: re-exported from mem1_envs.local_server
+
 MAX_QUERY_STRING = 16 * MAX_ARGUMENT_CHARS + 4096  # a longer address is refused (414), not parsed
-
-
-def _import_server_libs() -> Any:
-    try:
-        import starlette
-        import uvicorn
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError(BROWSER_EXTRA_HINT) from error
-    del starlette
-    return uvicorn
 
 
 def build_app(shop: ShopEngine) -> Any:
     """The Starlette app serving ``shop``'s pages (see the module docstring for the routes)."""
-    _import_server_libs()
+    import_server_libs()
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -125,85 +114,6 @@ def build_app(shop: ShopEngine) -> Any:
             Route("/favicon.ico", favicon),
         ]
     )
-
-
-class LocalServer:
-    """An ASGI app on ``127.0.0.1:<free port>``, served by uvicorn in a background thread.
-
-    ``start()`` is called by ``url`` or ``with``; ``stop()`` is idempotent.
-    """
-
-    def __init__(self, app: Any, start_timeout_s: float = 10.0) -> None:
-        self.app = app
-        self.start_timeout_s = start_timeout_s
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self.port: int | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        if not self.running:
-            self.start()
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        if self.running:
-            return
-        uvicorn = _import_server_libs()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))  # the kernel picks a free port: no race between envs
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            http="h11",
-            loop="asyncio",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"mem1-shop-server-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + self.start_timeout_s
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the shop web app did not start on 127.0.0.1:{self.port}")
-            time.sleep(0.005)
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Shut the server down and join its thread. Idempotent."""
-        server, self._server = self._server, None
-        thread, self._thread = self._thread, None
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive() and server is not None:
-                server.force_exit = True
-                thread.join(timeout_s)
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-
-    def __enter__(self) -> LocalServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -235,6 +235,10 @@ class WebQATextEnv(BoundedMemoryEnv):
         """The text of the page of ``state``, reached by ``action`` (None: the episode's first page)."""
         return render_text(self.wiki, state)
 
+    def _current_text(self) -> str:
+        """The text of the page the episode is on, shown again after an invalid action."""
+        return render_text(self.wiki, self.page)
+
     # -- episode ----------------------------------------------------------------------------
     def task_prompt(self) -> str:
         """Instructions, then the questions (``Answer the following questions: q1?; q2?``)."""
@@ -323,7 +327,7 @@ class WebQATextEnv(BoundedMemoryEnv):
             f"Your last action was invalid ({error}). Write your state in the {self.tags.state} tag, then "
             "one action tag: search, click, back, scroll or answer. The page is unchanged."
         )
-        page = self._page_text(render_text(self.wiki, self.page), prefix=message + "\n")
+        page = self._page_text(self._current_text(), prefix=message + "\n")
         self._turns.append(Turn(state_text, echo, page))
         return -self.config.invalid_penalty, False
 

@@ -1,0 +1,33 @@
+"""Smoke run of the WebQA browser benchmark (tiny budget): it runs, measures both envs and reports parity."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+
+
+def test_bench_browser_webqa_quick() -> None:
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "bench_browser_webqa.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    for name, resets in (("webqa-script", 2), ("webqa-native", 2), ("shop-script", 1)):
+        row = re.search(rf"^{name}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)", out, re.MULTILINE)
+        assert row is not None, out
+        steps, median, p90, reset_count, reset_median = row.groups()
+        assert int(steps) > 0 and int(reset_count) == resets
+        assert 0 < float(median) <= float(p90) and float(reset_median) > 0
+        assert re.search(rf"^{name}: .*mismatches 0; browser restarts 0", out, re.MULTILINE), out
