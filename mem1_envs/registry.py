@@ -92,7 +92,7 @@ def env_ids() -> list[str]:
 
     >>> import mem1_envs
     >>> env_ids()
-    ['MEM1-MultiQA-v0', 'MEM1-WebShop-Browser-v0', 'MEM1-WebShop-v0']
+    ['MEM1-MultiQA-v0', 'MEM1-WebQA-Browser-v0', 'MEM1-WebQA-v0', 'MEM1-WebShop-Browser-v0', 'MEM1-WebShop-v0']
     """
     import gymnasium as gym
 
