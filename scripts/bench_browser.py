@@ -50,51 +50,83 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
+def count_calls(owner: Any, name: str) -> list[int]:
+    """Wrap the method ``owner.<name>`` so that each call adds one to the returned counter's ``[0]``."""
+    calls = [0]
+    inner = getattr(owner, name)
+
+    def counted(state: Any, action: Any) -> str:
+        calls[0] += 1
+        return inner(state, action)
+
+    setattr(owner, name, counted)
+    return calls
+
+
+def new_record() -> dict[str, Any]:
+    """What :func:`reset_both`, :func:`step_both` and :func:`finish` fill in for one mode."""
+    out: dict[str, Any] = {"browser_steps": [], "other_steps": [], "text_steps": [], "resets": []}
+    out.update(first_reset=0.0, mismatches=0, rewards=[], restarts=0)
+    return out
+
+
+def reset_both(browser: Any, text: Any, seed: int, out: dict[str, Any]) -> tuple[Any, dict]:
+    """Reset both envs on ``seed``: time the browser's (seed 0 apart: it starts Chromium), count a
+    mismatch; return the text env's reset."""
+    start = time.perf_counter()
+    browser_out = browser.reset(seed=seed)
+    elapsed = time.perf_counter() - start
+    if seed == 0:
+        out["first_reset"] = elapsed
+    else:
+        out["resets"].append(elapsed)
+    observation, info = text.reset(seed=seed)
+    out["mismatches"] += browser_out != (observation, info)
+    return observation, info
+
+
+def step_both(browser: Any, text: Any, action: str, displays: list[int], out: dict[str, Any]) -> tuple:
+    """Step both envs: time each (a browser step that reached the browser, by ``displays``, apart
+    from one that did not), count a mismatch; return the text env's step."""
+    before = displays[0]
+    start = time.perf_counter()
+    browser_step = browser.step(action)
+    elapsed = time.perf_counter() - start
+    (out["browser_steps"] if displays[0] > before else out["other_steps"]).append(elapsed)
+    start = time.perf_counter()
+    text_step = text.step(action)
+    out["text_steps"].append(time.perf_counter() - start)
+    out["mismatches"] += browser_step != text_step
+    return text_step
+
+
+def finish(browser: Any, out: dict[str, Any]) -> None:
+    """Record the browser's restarts, processes and their memory (PSS)."""
+    out["restarts"] = browser.browser_restarts
+    pids = browser.owned_pids()
+    out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
+
+
 def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, Any]:
     """Play ``episodes`` scripted episodes in the browser env (mode ``mode``) and the text env."""
     browser = WebShopBrowserEnv(shop=shop, n_products=n_products, input_mode=mode)
     text = WebShopTextEnv(shop=shop, n_products=n_products)
-    displays = [0]
-    inner = browser._display
-
-    def counted(state: Any, action: Any) -> str:
-        displays[0] += 1
-        return inner(state, action)
-
-    browser.episode.display = counted  # count the steps that reach the browser
-    out: dict[str, Any] = {"browser_steps": [], "other_steps": [], "text_steps": [], "resets": []}
-    out.update(first_reset=0.0, mismatches=0, rewards=[], restarts=0)
+    displays = count_calls(browser.episode, "display")  # the steps that reach the browser
+    out = new_record()
     try:
         for seed in range(episodes):
             agent = WebShopScriptedAgent()
             agent.reset(seed=seed)
-            start = time.perf_counter()
-            browser_out = browser.reset(seed=seed)
-            elapsed = time.perf_counter() - start
-            if seed == 0:
-                out["first_reset"] = elapsed
-            else:
-                out["resets"].append(elapsed)
-            observation, info = text.reset(seed=seed)
-            out["mismatches"] += browser_out != (observation, info)
+            observation, info = reset_both(browser, text, seed, out)
             done = False
             while not done:
                 action = agent.act(observation, info)
-                before = displays[0]
-                start = time.perf_counter()
-                browser_step = browser.step(action)
-                elapsed = time.perf_counter() - start
-                (out["browser_steps"] if displays[0] > before else out["other_steps"]).append(elapsed)
-                start = time.perf_counter()
-                text_step = text.step(action)
-                out["text_steps"].append(time.perf_counter() - start)
-                out["mismatches"] += browser_step != text_step
-                observation, reward, terminated, truncated, info = text_step
+                observation, reward, terminated, truncated, info = step_both(
+                    browser, text, action, displays, out
+                )
                 done = terminated or truncated
             out["rewards"].append(reward)
-        out["restarts"] = browser.browser_restarts
-        pids = browser.owned_pids()
-        out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
+        finish(browser, out)
     finally:
         browser.close()
     return out
