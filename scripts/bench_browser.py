@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -107,29 +108,49 @@ def finish(browser: Any, out: dict[str, Any]) -> None:
     out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
 
 
-def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, Any]:
-    """Play ``episodes`` scripted episodes in the browser env (mode ``mode``) and the text env."""
-    browser = WebShopBrowserEnv(shop=shop, n_products=n_products, input_mode=mode)
-    text = WebShopTextEnv(shop=shop, n_products=n_products)
-    displays = count_calls(browser.episode, "display")  # the steps that reach the browser
+def play_both(
+    browser: Any,
+    text: Any,
+    displays: list[int],
+    episodes: int,
+    new_agent: Callable[[int], Any],
+    score: Callable[[list[float]], float],
+) -> dict[str, Any]:
+    """Play ``episodes`` episodes (seeds 0, 1, ...) of ``new_agent(seed)`` in both envs, the text
+    env's observations driving the agent; ``score(step rewards)`` is an episode's reward. Closes
+    ``browser``. ``displays`` counts the steps that reach the browser (:func:`count_calls`)."""
     out = new_record()
     try:
         for seed in range(episodes):
-            agent = WebShopScriptedAgent()
-            agent.reset(seed=seed)
+            agent = new_agent(seed)
             observation, info = reset_both(browser, text, seed, out)
-            done = False
+            done, rewards = False, []
             while not done:
                 action = agent.act(observation, info)
                 observation, reward, terminated, truncated, info = step_both(
                     browser, text, action, displays, out
                 )
+                rewards.append(reward)
                 done = terminated or truncated
-            out["rewards"].append(reward)
+            out["rewards"].append(score(rewards))
         finish(browser, out)
     finally:
         browser.close()
     return out
+
+
+def _shop_agent(seed: int) -> WebShopScriptedAgent:
+    agent = WebShopScriptedAgent()
+    agent.reset(seed=seed)
+    return agent
+
+
+def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, Any]:
+    """Play ``episodes`` scripted episodes in the browser env (mode ``mode``) and the text env."""
+    browser = WebShopBrowserEnv(shop=shop, n_products=n_products, input_mode=mode)
+    text = WebShopTextEnv(shop=shop, n_products=n_products)
+    displays = count_calls(browser.episode, "display")  # the steps that reach the browser
+    return play_both(browser, text, displays, episodes, _shop_agent, lambda rewards: rewards[-1])
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, os.pardir))
 sys.path.insert(0, HERE)
 
-from bench_browser import _ms, count_calls, finish, new_record, reset_both, run_mode, step_both  # noqa: E402  (the shop's benchmark, reused)
+from bench_browser import _ms, count_calls, play_both, run_mode  # noqa: E402  (the shop's benchmark, reused)
 
 from agents.scripted_webqa import WebQAScriptedAgent  # noqa: E402
 from mem1_envs.webqa.browser_env import INPUT_MODES, WebQABrowserEnv  # noqa: E402
@@ -40,23 +40,14 @@ def run_webqa(episodes: int, num_objectives: int, mode: str = "script") -> dict[
     kwargs = {"world": "small", "num_objectives": num_objectives}
     browser, text = WebQABrowserEnv(input_mode=mode, **kwargs), WebQATextEnv(**kwargs)
     displays = count_calls(browser, "_display")  # the steps that reach the browser
-    out = new_record()
-    try:
-        for seed in range(episodes):
-            agent = WebQAScriptedAgent()
-            observation, info = reset_both(browser, text, seed, out)
-            done, total = False, 0.0
-            while not done:
-                action = agent.act(observation, info)
-                observation, reward, terminated, truncated, info = step_both(
-                    browser, text, action, displays, out
-                )
-                total, done = total + reward, terminated or truncated
-            out["rewards"].append(total / num_objectives)
-        finish(browser, out)
-    finally:
-        browser.close()
-    return out
+    return play_both(
+        browser,
+        text,
+        displays,
+        episodes,
+        lambda seed: WebQAScriptedAgent(),
+        lambda rewards: sum(rewards, 0.0) / num_objectives,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
