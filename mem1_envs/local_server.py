@@ -124,3 +124,17 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_until_interrupted(server: LocalServer) -> None:
+    """Start ``server``, print its address and serve until Ctrl-C (or until it stops), then stop it.
+
+    The ``main`` of each family's web app (``python -m mem1_envs.shop.webapp``), to look at pages.
+    """
+    with server:
+        print(f"serving on {server.url}/ (Ctrl-C stops)", flush=True)
+        try:
+            while server.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass

@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -50,54 +51,106 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
+def count_calls(owner: Any, name: str) -> list[int]:
+    """Wrap the method ``owner.<name>`` so that each call adds one to the returned counter's ``[0]``."""
+    calls = [0]
+    inner = getattr(owner, name)
+
+    def counted(state: Any, action: Any) -> str:
+        calls[0] += 1
+        return inner(state, action)
+
+    setattr(owner, name, counted)
+    return calls
+
+
+def new_record() -> dict[str, Any]:
+    """What :func:`reset_both`, :func:`step_both` and :func:`finish` fill in for one mode."""
+    out: dict[str, Any] = {"browser_steps": [], "other_steps": [], "text_steps": [], "resets": []}
+    out.update(first_reset=0.0, mismatches=0, rewards=[], restarts=0)
+    return out
+
+
+def reset_both(browser: Any, text: Any, seed: int, out: dict[str, Any]) -> tuple[Any, dict]:
+    """Reset both envs on ``seed``: time the browser's (seed 0 apart: it starts Chromium), count a
+    mismatch; return the text env's reset."""
+    start = time.perf_counter()
+    browser_out = browser.reset(seed=seed)
+    elapsed = time.perf_counter() - start
+    if seed == 0:
+        out["first_reset"] = elapsed
+    else:
+        out["resets"].append(elapsed)
+    observation, info = text.reset(seed=seed)
+    out["mismatches"] += browser_out != (observation, info)
+    return observation, info
+
+
+def step_both(browser: Any, text: Any, action: str, displays: list[int], out: dict[str, Any]) -> tuple:
+    """Step both envs: time each (a browser step that reached the browser, by ``displays``, apart
+    from one that did not), count a mismatch; return the text env's step."""
+    before = displays[0]
+    start = time.perf_counter()
+    browser_step = browser.step(action)
+    elapsed = time.perf_counter() - start
+    (out["browser_steps"] if displays[0] > before else out["other_steps"]).append(elapsed)
+    start = time.perf_counter()
+    text_step = text.step(action)
+    out["text_steps"].append(time.perf_counter() - start)
+    out["mismatches"] += browser_step != text_step
+    return text_step
+
+
+def finish(browser: Any, out: dict[str, Any]) -> None:
+    """Record the browser's restarts, processes and their memory (PSS)."""
+    out["restarts"] = browser.browser_restarts
+    pids = browser.owned_pids()
+    out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
+
+
+def play_both(
+    browser: Any,
+    text: Any,
+    displays: list[int],
+    episodes: int,
+    new_agent: Callable[[int], Any],
+    score: Callable[[list[float]], float],
+) -> dict[str, Any]:
+    """Play ``episodes`` episodes (seeds 0, 1, ...) of ``new_agent(seed)`` in both envs, the text
+    env's observations driving the agent; ``score(step rewards)`` is an episode's reward. Closes
+    ``browser``. ``displays`` counts the steps that reach the browser (:func:`count_calls`)."""
+    out = new_record()
+    try:
+        for seed in range(episodes):
+            agent = new_agent(seed)
+            observation, info = reset_both(browser, text, seed, out)
+            done, rewards = False, []
+            while not done:
+                action = agent.act(observation, info)
+                observation, reward, terminated, truncated, info = step_both(
+                    browser, text, action, displays, out
+                )
+                rewards.append(reward)
+                done = terminated or truncated
+            out["rewards"].append(score(rewards))
+        finish(browser, out)
+    finally:
+        browser.close()
+    return out
+
+
+def _shop_agent(seed: int) -> WebShopScriptedAgent:
+    agent = WebShopScriptedAgent()
+    agent.reset(seed=seed)
+    return agent
+
+
 def run_mode(mode: str, shop: Any, n_products: int, episodes: int) -> dict[str, Any]:
     """Play ``episodes`` scripted episodes in the browser env (mode ``mode``) and the text env."""
     browser = WebShopBrowserEnv(shop=shop, n_products=n_products, input_mode=mode)
     text = WebShopTextEnv(shop=shop, n_products=n_products)
-    displays = [0]
-    inner = browser._display
-
-    def counted(state: Any, action: Any) -> str:
-        displays[0] += 1
-        return inner(state, action)
-
-    browser.episode.display = counted  # count the steps that reach the browser
-    out: dict[str, Any] = {"browser_steps": [], "other_steps": [], "text_steps": [], "resets": []}
-    out.update(first_reset=0.0, mismatches=0, rewards=[], restarts=0)
-    try:
-        for seed in range(episodes):
-            agent = WebShopScriptedAgent()
-            agent.reset(seed=seed)
-            start = time.perf_counter()
-            browser_out = browser.reset(seed=seed)
-            elapsed = time.perf_counter() - start
-            if seed == 0:
-                out["first_reset"] = elapsed
-            else:
-                out["resets"].append(elapsed)
-            observation, info = text.reset(seed=seed)
-            out["mismatches"] += browser_out != (observation, info)
-            done = False
-            while not done:
-                action = agent.act(observation, info)
-                before = displays[0]
-                start = time.perf_counter()
-                browser_step = browser.step(action)
-                elapsed = time.perf_counter() - start
-                (out["browser_steps"] if displays[0] > before else out["other_steps"]).append(elapsed)
-                start = time.perf_counter()
-                text_step = text.step(action)
-                out["text_steps"].append(time.perf_counter() - start)
-                out["mismatches"] += browser_step != text_step
-                observation, reward, terminated, truncated, info = text_step
-                done = terminated or truncated
-            out["rewards"].append(reward)
-        out["restarts"] = browser.browser_restarts
-        pids = browser.owned_pids()
-        out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
-    finally:
-        browser.close()
-    return out
+    displays = count_calls(browser.episode, "display")  # the steps that reach the browser
+    return play_both(browser, text, displays, episodes, _shop_agent, lambda rewards: rewards[-1])
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:

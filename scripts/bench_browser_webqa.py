@@ -22,14 +22,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, os.pardir))
 sys.path.insert(0, HERE)
 
-from bench_browser import _ms, _pss_kib, run_mode  # noqa: E402  (the shop's benchmark, reused)
+from bench_browser import _ms, count_calls, play_both, run_mode  # noqa: E402  (the shop's benchmark, reused)
 
 from agents.scripted_webqa import WebQAScriptedAgent  # noqa: E402
 from mem1_envs.webqa.browser_env import INPUT_MODES, WebQABrowserEnv  # noqa: E402
@@ -40,46 +39,15 @@ def run_webqa(episodes: int, num_objectives: int, mode: str = "script") -> dict[
     """Play ``episodes`` scripted episodes in the WebQA browser env (``input_mode=mode``) and the text env."""
     kwargs = {"world": "small", "num_objectives": num_objectives}
     browser, text = WebQABrowserEnv(input_mode=mode, **kwargs), WebQATextEnv(**kwargs)
-    displays = [0]
-    inner = browser._display
-
-    def counted(state: Any, action: Any) -> str:
-        displays[0] += 1
-        return inner(state, action)
-
-    browser._display = counted  # type: ignore[method-assign]  # count the steps that reach the browser
-    out: dict[str, Any] = {"browser_steps": [], "other_steps": [], "text_steps": [], "resets": []}
-    out.update(first_reset=0.0, mismatches=0, rewards=[])
-    try:
-        for seed in range(episodes):
-            agent = WebQAScriptedAgent()
-            start = time.perf_counter()
-            browser_out = browser.reset(seed=seed)
-            elapsed = time.perf_counter() - start
-            (out["resets"].append(elapsed) if seed else out.update(first_reset=elapsed))
-            observation, info = text.reset(seed=seed)
-            out["mismatches"] += browser_out != (observation, info)
-            done, total = False, 0.0
-            while not done:
-                action = agent.act(observation, info)
-                before = displays[0]
-                start = time.perf_counter()
-                browser_step = browser.step(action)
-                elapsed = time.perf_counter() - start
-                (out["browser_steps"] if displays[0] > before else out["other_steps"]).append(elapsed)
-                start = time.perf_counter()
-                text_step = text.step(action)
-                out["text_steps"].append(time.perf_counter() - start)
-                out["mismatches"] += browser_step != text_step
-                observation, reward, terminated, truncated, info = text_step
-                total, done = total + reward, terminated or truncated
-            out["rewards"].append(total / num_objectives)
-        out["restarts"] = browser.browser_restarts
-        pids = browser.owned_pids()
-        out["processes"], out["pss_mib"] = len(pids), sum(_pss_kib(pid) for pid in pids) / 1024
-    finally:
-        browser.close()
-    return out
+    displays = count_calls(browser, "_display")  # the steps that reach the browser
+    return play_both(
+        browser,
+        text,
+        displays,
+        episodes,
+        lambda seed: WebQAScriptedAgent(),
+        lambda rewards: sum(rewards, 0.0) / num_objectives,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -6,48 +6,29 @@ uvicorn by setting their ``sys.modules`` entries to None, which makes any import
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+from browser_checks import check_imports_without_the_extra
 
 from mem1_envs.shop.browser import BrowserConfig
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 
-SCRIPT = """
-import sys
-for name in ("selenium", "starlette", "uvicorn"):
-    sys.modules[name] = None
+def test_browser_modules_import_without_the_extra_and_name_it() -> None:
+    check_imports_without_the_extra(
+        """
 import mem1_envs, mem1_envs.shop.browser, mem1_envs.shop.webapp, mem1_envs.shop.browser_env
 from mem1_envs.shop.browser import ManagedBrowser
 from mem1_envs.shop.browser_env import WebShopBrowserEnv
 from mem1_envs.shop.webapp import build_app
-for make in (lambda: WebShopBrowserEnv(n_products=100), lambda: ManagedBrowser().start(), lambda: build_app(None)):
-    try:
-        make()
-    except ImportError as error:
-        print("ImportError:", error)
-    else:
-        print("no error")
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("selenium", "starlette", "uvicorn", "torch")
-               and sys.modules[m] is not None)
-print("heavy:", heavy)
-"""
-
-
-def test_browser_modules_import_without_the_extra_and_name_it() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+""",
+        [
+            "lambda: WebShopBrowserEnv(n_products=100)",
+            "lambda: ManagedBrowser().start()",
+            "lambda: build_app(None)",
+        ],
+        timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 4, result.stdout
-    for line in lines[:3]:
-        assert line.startswith("ImportError:") and "pip install 'mem1-envs[browser]'" in line
-    assert lines[3] == "heavy: []"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from browser_checks import check_episodes_reuse_one_browser, port_open
 
 from mem1_envs.shop.browser import ManagedBrowser, find_processes, process_running
 from mem1_envs.shop.catalog import generate_catalog
@@ -38,11 +38,6 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_web_app_serves_the_page_model_and_refuses_bad_addresses(shop: ShopEngine) -> None:
@@ -79,7 +74,7 @@ def test_web_app_serves_the_page_model_and_refuses_bad_addresses(shop: ShopEngin
         port = server.port
     finally:
         server.stop()
-    assert not server.running and not _port_open(port)
+    assert not server.running and not port_open(port)
     assert not [t for t in threading.enumerate() if t.name.startswith("mem1-shop-server")]
     server.stop()  # idempotent
 
@@ -136,54 +131,15 @@ def test_killed_browser_is_detected_and_restarted() -> None:
     assert [pid for pid in second if process_running(pid)] == []
 
 
-def _children_of_this_process() -> set[int]:
-    """Live direct children of the test process (chromedriver is one while a browser runs)."""
-    me = os.getpid()
-    children = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == me and fields[0] not in ("Z", "X"):
-                children.add(int(name))
-    return children
-
-
 def test_200_episodes_reuse_one_browser_and_close_leaves_nothing() -> None:
     from mem1_envs.shop.browser_env import WebShopBrowserEnv
     from mem1_envs.shop.engine import load_shop
 
-    children_before = _children_of_this_process()
-    env = WebShopBrowserEnv(shop=load_shop(2000, 0), n_products=2000, max_turns=1)
-    seen: set[int] = set()
-    roots = set()
-    try:
-        for episode in range(200):
-            env.reset(seed=episode)
-            *_, terminated, truncated, info = env.step("<summary>m</summary><answer>search[chips]</answer>")
-            assert truncated and info["page"] == "results" and "truncated_reason" not in info
-            if episode % 25 == 0:
-                seen |= env.owned_pids()
-                roots.add(env.browser.root_dir)
-        assert env.browser.starts == 1 and env.browser_restarts == 0 and len(roots) == 1
-        port = env.server.port
-        assert _port_open(port)
-        seen |= env.owned_pids()
-        assert env.browser.driver_pid in seen and len(seen) >= 3
-        assert _children_of_this_process() - children_before == {
-            env.browser.driver_pid,
-            env.browser._watchdog.pid,
-        }
-    finally:
-        env.close()
-    assert [pid for pid in seen if process_running(pid)] == []
-    assert find_processes(cmdline_contains=roots.pop()) == set()
-    assert _children_of_this_process() - children_before == set()
-    assert not _port_open(port)
-    assert not [t for t in threading.enumerate() if t.name == f"mem1-shop-server-{port}"]
+    check_episodes_reuse_one_browser(
+        lambda: WebShopBrowserEnv(shop=load_shop(2000, 0), n_products=2000, max_turns=1),
+        "<summary>m</summary><answer>search[chips]</answer>",
+        "mem1-shop-server",
+    )
 
 
 def test_watchdog_cleans_up_after_an_owner_killed_without_close(tmp_path: Any) -> None:

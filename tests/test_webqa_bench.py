@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from script_import import load_script, run_script
 
-from script_import import load_script
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 bench = load_script("bench_webqa")
 
 
@@ -19,13 +14,7 @@ def test_every_planted_mention_becomes_a_link():
 
 
 def test_bench_webqa_quick_runs_and_reports_every_section():
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "bench_webqa.py"), "--quick", "--episodes", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": ROOT},
-    )
+    result = run_script("bench_webqa", "--quick", "--episodes", "2", timeout=600)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "| MEM1-WebQA-v0 (small world) | 8 |" in out and "MEM1-WebShop-v0 (500 products)" in out

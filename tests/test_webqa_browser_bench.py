@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+from script_import import run_script
 
 pytestmark = pytest.mark.browser
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-
 
 def test_bench_browser_webqa_quick() -> None:
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "bench_browser_webqa.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_script("bench_browser_webqa", "--quick", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     for name, resets in (("webqa-script", 2), ("webqa-native", 2), ("shop-script", 1)):

@@ -35,19 +35,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mem1_envs.shop.browser import (  # BrowserFailure: re-exported
-    BROWSER_EXTRA_HINT,
+from mem1_envs.browser_lifecycle import INPUT_MODES, BrowserLifecycle, require_selenium
+from mem1_envs.shop.browser import (
     BrowserConfig,
     BrowserFailure,
     ManagedBrowser,
-    is_driver_error,
-)
+)  # BrowserFailure: re-exported
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import PageState, build_page, normalize_label, parse_action, transition
 from mem1_envs.shop.text_env import WebShopTextEnv
 from mem1_envs.validation import check_choice, check_instance
-
-INPUT_MODES = ("native", "script")
 
 # Reads the page under render_html's contract, or null while the old document is still shown
 # (it carries the mark set before the action) or the new one is still loading.
@@ -84,7 +81,7 @@ return input;
 """
 
 
-class WebShopBrowserEnv(WebShopTextEnv):
+class WebShopBrowserEnv(BrowserLifecycle, WebShopTextEnv):
     """WebShop in a real headless browser, with the text env's rules, rewards and observations.
 
     ## Description
@@ -143,14 +140,9 @@ class WebShopBrowserEnv(WebShopTextEnv):
         # Every argument is checked (the text env's in super().__init__) before Chromium starts.
         check_choice("input_mode", input_mode, INPUT_MODES)
         check_instance("browser_config", browser_config, BrowserConfig, optional=True)
-        try:
-            import selenium  # noqa: F401
-        except ImportError as error:  # pragma: no cover - depends on the install
-            raise ImportError(BROWSER_EXTRA_HINT) from error
+        require_selenium()
         super().__init__(render_mode=render_mode, shop=shop, **kwargs)
-        self.browser_config = browser_config if browser_config is not None else BrowserConfig()
-        self.input_mode = input_mode
-        self.browser_restarts = 0
+        self._start_browser(browser_config, input_mode)
         self._open()
 
     def _open(self) -> None:
@@ -164,12 +156,7 @@ class WebShopBrowserEnv(WebShopTextEnv):
 
     # -- the display: act in the browser, read the DOM ------------------------------------------
     def _display(self, state: PageState, action: str | None) -> str:
-        try:
-            return self._browse(state, action)
-        except BrowserFailure:
-            raise
-        except Exception as error:  # selenium, urllib3 and socket errors all mean the same here
-            raise BrowserFailure(f"{type(error).__name__}: {str(error).strip()[:300]}") from error
+        return self._guarded(self._browse, state, action)
 
     def _browse(self, state: PageState, action: str | None) -> str:
         driver = self.browser.driver
@@ -236,29 +223,18 @@ class WebShopBrowserEnv(WebShopTextEnv):
 
     # -- episode -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        for attempt in (1, 2):
-            try:
-                self._shown = PageState()
-                if self.browser.started:
-                    self.browser.driver.delete_all_cookies()  # per-episode state (the shop sets none)
-                return super().reset(seed=seed, options=options)
-            except BrowserFailure:
-                if attempt == 2:
-                    raise
-                self._restart()
-            except Exception as error:
-                if attempt == 2 or not is_driver_error(error):
-                    raise
-                self._restart()
-        raise AssertionError("unreachable")
+        def attempt() -> tuple[str, dict]:
+            self._shown = PageState()
+            if self.browser.started:
+                self.browser.driver.delete_all_cookies()  # per-episode state (the shop sets none)
+            return super(WebShopBrowserEnv, self).reset(seed=seed, options=options)
+
+        return self._retry_once(attempt)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        try:
-            return self.episode.step(action)
-        except BrowserFailure as failure:
-            return self._truncate(action, str(failure))
+        return self._step_or_truncate(self.episode.step, action)
 
     def _truncate(self, action: object, reason: str) -> tuple[str, float, bool, bool, dict]:
         self._restart()
@@ -269,43 +245,3 @@ class WebShopBrowserEnv(WebShopTextEnv):
         observation, info = episode._observe(response_tokens, extra)
         self._shown = episode.page  # a step after this one reloads the page the episode is on
         return observation, reward, False, True, info
-
-    def _restart(self) -> None:
-        self.browser_restarts += 1
-        self._loaded = None
-        self.browser.restart()
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def owned_pids(self) -> set[int]:
-        """Every live process this env started (chromedriver, Chromium and its helpers)."""
-        return self.browser.owned_pids()
-
-    def close(self) -> None:
-        """Quit Chromium (killing every process it left) and stop the web app. Idempotent."""
-        browser = getattr(self, "browser", None)
-        if browser is not None:
-            browser.close()
-        server = getattr(self, "server", None)
-        if server is not None:
-            server.stop()
-        super().close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A live browser and server do not travel: the copy starts its own, lazily, and reloads
-        # the page its episode is on before the next action.
-        state = super().__getstate__()
-        for name in ("browser", "server", "_loaded"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        shown = state.get("_shown", PageState())
-        super().__setstate__(state)
-        self._open()
-        self._shown = shown

@@ -31,11 +31,10 @@ Example (needs the ``browser`` extra, so it is not a doctest; the tests run it):
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from mem1_envs.local_server import LocalServer, import_server_libs
+from mem1_envs.local_server import LocalServer, import_server_libs, serve_until_interrupted
 from mem1_envs.shop.engine import ShopEngine
 from mem1_envs.shop.pages import MAX_ARGUMENT_CHARS, PageState, transition
 from mem1_envs.shop.render_html import render_html
@@ -124,13 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-products", type=cli_type(check_int, int, minimum=1), default=10_000)
     parser.add_argument("--catalog-seed", type=cli_type(check_int, int, minimum=0), default=0)
     args = parser.parse_args(argv)
-    with LocalServer(build_app(load_shop(args.n_products, args.catalog_seed))) as server:
-        print(f"serving on {server.url}/ (Ctrl-C stops)", flush=True)
-        try:
-            while server.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(LocalServer(build_app(load_shop(args.n_products, args.catalog_seed))))
 
 
 if __name__ == "__main__":

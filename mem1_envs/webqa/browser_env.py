@@ -42,13 +42,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from mem1_envs.ax_text import ax_text, find_links, read_ax_nodes
-from mem1_envs.shop.browser import (
-    BROWSER_EXTRA_HINT,
-    BrowserConfig,
-    BrowserFailure,
-    ManagedBrowser,
-    is_driver_error,
-)
+from mem1_envs.browser_lifecycle import INPUT_MODES, BrowserLifecycle, require_selenium
+from mem1_envs.shop.browser import BrowserConfig, BrowserFailure, ManagedBrowser
 from mem1_envs.validation import check_choice, check_instance
 from mem1_envs.webqa.env import WebQATextEnv
 from mem1_envs.webqa.pages import PageState, normalize_label
@@ -64,10 +59,9 @@ _NEW_DOCUMENT = (
     "return (window.__mem1Old === undefined && document.readyState === 'complete') ? location.href : null;"
 )
 _CLICK = "function() { window.__mem1Old = true; this.click(); }"
-INPUT_MODES = ("native", "script")
 
 
-class WebQABrowserEnv(WebQATextEnv):
+class WebQABrowserEnv(BrowserLifecycle, WebQATextEnv):
     """WebQA in a real headless browser, with the text env's rules, rewards and observations.
 
     ## Description
@@ -111,6 +105,7 @@ class WebQABrowserEnv(WebQATextEnv):
     """
 
     env_id: ClassVar[str] = "MEM1-WebQA-Browser-v0"
+    _unpickled_browser: ClassVar[tuple[str, ...]] = (*BrowserLifecycle._unpickled_browser, "_nodes")
 
     def __init__(
         self,
@@ -123,14 +118,9 @@ class WebQABrowserEnv(WebQATextEnv):
         # Every argument is checked (the text env's in super().__init__) before Chromium starts.
         check_instance("browser_config", browser_config, BrowserConfig, optional=True)
         check_choice("input_mode", input_mode, INPUT_MODES)
-        try:
-            import selenium  # noqa: F401
-        except ImportError as error:  # pragma: no cover - depends on the install
-            raise ImportError(BROWSER_EXTRA_HINT) from error
+        require_selenium()
         super().__init__(render_mode=render_mode, source=source, **kwargs)
-        self.browser_config = browser_config if browser_config is not None else BrowserConfig()
-        self.input_mode = input_mode
-        self.browser_restarts = 0
+        self._start_browser(browser_config, input_mode)
         self.back_reloads = 0
         self._open()
 
@@ -155,14 +145,6 @@ class WebQABrowserEnv(WebQATextEnv):
     def _current_text(self) -> str:
         """The page the browser shows, read again (after an invalid action; nothing is done)."""
         return self._guarded(self._reread)
-
-    def _guarded(self, read: Any, *args: Any) -> str:
-        try:
-            return read(*args)
-        except BrowserFailure:
-            raise
-        except Exception as error:  # selenium, urllib3 and socket errors all mean the same here
-            raise BrowserFailure(f"{type(error).__name__}: {str(error).strip()[:300]}") from error
 
     def _browse(self, state: PageState, action: tuple[str, str] | None) -> str:
         driver = self.browser.driver
@@ -258,22 +240,12 @@ class WebQABrowserEnv(WebQATextEnv):
 
     # -- episode -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        for attempt in (1, 2):
-            try:
-                return super().reset(seed=seed, options=options)
-            except Exception as error:
-                if attempt == 2 or not (isinstance(error, BrowserFailure) or is_driver_error(error)):
-                    raise
-                self._restart()
-        raise AssertionError("unreachable")
+        return self._retry_once(lambda: super(WebQABrowserEnv, self).reset(seed=seed, options=options))
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         if not self._questions:
             raise RuntimeError("call reset() before step()")
-        try:
-            return super().step(action)
-        except BrowserFailure as failure:
-            return self._truncate(action, str(failure))
+        return self._step_or_truncate(super().step, action)
 
     def _truncate(self, action: object, reason: str) -> tuple[str, float, bool, bool, dict]:
         """End the episode as a turn limit would (reward 0), on a fresh browser."""
@@ -290,42 +262,5 @@ class WebQABrowserEnv(WebQATextEnv):
         return observation, 0.0, False, True, info
 
     def _restart(self) -> None:
-        self.browser_restarts += 1
-        self._loaded = None
-        self._nodes = []
-        self.browser.restart()
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def owned_pids(self) -> set[int]:
-        """Every live process this env started (chromedriver, Chromium and its helpers)."""
-        return self.browser.owned_pids()
-
-    def close(self) -> None:
-        """Quit Chromium (killing every process it left) and stop the web app. Idempotent."""
-        browser = getattr(self, "browser", None)
-        if browser is not None:
-            browser.close()
-        server = getattr(self, "server", None)
-        if server is not None:
-            server.stop()
-        super().close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A live browser and server do not travel: the copy starts its own, lazily, and reloads
-        # the page its episode is on before the next action.
-        state = super().__getstate__()
-        for name in ("browser", "server", "_loaded", "_nodes"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        shown = state.get("_shown", PageState())
-        super().__setstate__(state)
-        self._open()
-        self._shown = shown
+        self._nodes = []  # the links of a page the new browser does not show
+        super()._restart()

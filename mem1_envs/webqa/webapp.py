@@ -28,11 +28,10 @@ Example (needs the ``browser`` extra, so it is not a doctest; the tests run it):
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from mem1_envs.local_server import LocalServer, import_server_libs
+from mem1_envs.local_server import LocalServer, import_server_libs, serve_until_interrupted
 from mem1_envs.webqa.pages import MAX_ARGUMENT_CHARS, MAX_BACK, PageState, build_page, sanitize, transition
 from mem1_envs.webqa.render_html import PAGE_PATH, render_page_html
 from mem1_envs.webqa.wiki import Wiki
@@ -125,13 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--world-seed", type=cli_type(check_int, int, minimum=0), default=0)
     args = parser.parse_args(argv)
-    with serve(wiki_from_world(generate_world(seed=args.world_seed))) as server:
-        print(f"serving on {server.url}/ (Ctrl-C stops)", flush=True)
-        try:
-            while server.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(serve(wiki_from_world(generate_world(seed=args.world_seed))))
 
 
 if __name__ == "__main__":
