@@ -83,6 +83,8 @@ class Recipe:
     ppo_advantage: str = "grpo"
     """``"gae"`` (value head, MEM1's choice) or ``"grpo"`` (groups of ``ppo_group`` rollouts per question)."""
     ppo_group: int = 4
+    ppo_temperature: float = 1.0
+    """Sampling temperature of PPO's rollouts (held-out "sampled" evaluation stays at 1)."""
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     ppo_eval_every: int = 40
@@ -375,6 +377,7 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         mini_batch_episodes=recipe.ppo_episodes,
         micro_batch_episodes=16,
         max_new_tokens=recipe.max_new_tokens,
+        temperature=recipe.ppo_temperature,
         total_steps=recipe.ppo_steps,
         actor_lr=recipe.actor_lr,
         critic_lr=recipe.critic_lr,
