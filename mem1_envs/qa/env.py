@@ -29,6 +29,26 @@ INSTRUCTIONS = (
 )
 
 
+def check_question_fields(config: Any) -> None:
+    """Check the fields every question-answering env config shares (MultiQA, WebQA): objectives,
+    turns, context policy and budgets, reward and invalid-action rules, world and split. Each
+    check raises a one-line error naming its field."""
+    check_int("num_objectives", config.num_objectives, minimum=1)
+    check_int("max_turns", config.max_turns, minimum=1, optional=True)
+    check_memory(config.memory)
+    check_int("window", config.window, minimum=1)
+    check_int("max_context_tokens", config.max_context_tokens, minimum=1)
+    check_int("max_observation_tokens", config.max_observation_tokens, minimum=1)
+    make_token_counter(config.token_counter)  # raises naming token_counter
+    check_choice("reward_mode", config.reward_mode, ("sum", "mean"))
+    check_choice("invalid_action", config.invalid_action, ("terminate", "penalize"))
+    check_float("invalid_penalty", config.invalid_penalty, minimum=0)
+    check_str("world", config.world)
+    world_config(config.world)  # raises naming world
+    check_int("world_seed", config.world_seed, minimum=0)
+    check_choice("split", config.split, ("train", "test", "all"))
+
+
 @dataclass(frozen=True)
 class MultiQAConfig:
     """Arguments of ``MEM1-MultiQA-v0`` (all keyword arguments of ``gym.make``)."""
@@ -99,21 +119,9 @@ class MultiQAConfig:
     def __post_init__(self) -> None:
         # Every field is checked here, at gym.make time, with a message naming it
         # (tests/test_env_arguments.py fails for a field that is not).
-        check_int("num_objectives", self.num_objectives, minimum=1)
-        check_int("max_turns", self.max_turns, minimum=1, optional=True)
         check_int("top_k", self.top_k, minimum=1)
         proto.get_tag_set(self.protocol)  # raises naming protocol
-        check_memory(self.memory)
-        check_int("window", self.window, minimum=1)
-        check_int("max_context_tokens", self.max_context_tokens, minimum=1)
-        check_int("max_observation_tokens", self.max_observation_tokens, minimum=1)
-        make_token_counter(self.token_counter)  # raises naming token_counter
-        check_choice("reward_mode", self.reward_mode, ("sum", "mean"))
-        check_choice("invalid_action", self.invalid_action, ("terminate", "penalize"))
-        check_float("invalid_penalty", self.invalid_penalty, minimum=0)
-        world_config(self.world)  # raises naming world
-        check_int("world_seed", self.world_seed, minimum=0)
-        check_choice("split", self.split, ("train", "test", "all"))
+        check_question_fields(self)
         if self.question_kinds is not None:
             kinds = check_instance("question_kinds", self.question_kinds, (list, tuple), optional=True)
             if not kinds:

@@ -18,13 +18,12 @@ from gymnasium import spaces
 
 from mem1_envs import protocol as proto
 from mem1_envs.base_env import BoundedMemoryEnv
-from mem1_envs.memory import Turn, check_memory, make_token_counter, truncate_to_tokens
+from mem1_envs.memory import Turn, truncate_to_tokens
 from mem1_envs.qa.data import split_by_text
-from mem1_envs.qa.env import split_questions
-from mem1_envs.qa.sources import world_config
+from mem1_envs.qa.env import check_question_fields, split_questions
 from mem1_envs.qa.world import Question
 from mem1_envs.rewards import score_answers
-from mem1_envs.validation import check_choice, check_float, check_instance, check_int, check_str
+from mem1_envs.validation import check_choice, check_instance, check_str
 from mem1_envs.webqa.actions import get_tags, page_action
 from mem1_envs.webqa.pages import PageState, transition
 from mem1_envs.webqa.render_text import render_text
@@ -88,22 +87,8 @@ class WebQAConfig:
     """Bad rows in ``data`` files: ``"error"`` or ``"skip"``."""
 
     def __post_init__(self) -> None:
-        check_int("num_objectives", self.num_objectives, minimum=1)
-        check_int("max_turns", self.max_turns, minimum=1, optional=True)
         get_tags(self.protocol)  # raises naming protocol
-        check_memory(self.memory)
-        check_int("window", self.window, minimum=1)
-        check_int("max_context_tokens", self.max_context_tokens, minimum=1)
-        check_int("max_observation_tokens", self.max_observation_tokens, minimum=1)
-        make_token_counter(self.token_counter)  # raises naming token_counter
-        check_choice("reward_mode", self.reward_mode, ("sum", "mean"))
-        check_choice("invalid_action", self.invalid_action, ("penalize", "terminate"))
-        check_float("invalid_penalty", self.invalid_penalty, minimum=0)
-        world_config(self.world)  # raises naming world
-        if not isinstance(self.world, str):
-            raise TypeError(f"world must be a str, got {self.world!r}")
-        check_int("world_seed", self.world_seed, minimum=0)
-        check_choice("split", self.split, ("train", "test", "all"))
+        check_question_fields(self)
         check_str("corpus", self.corpus, optional=True)
         check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
         if self.data is not None:
