@@ -73,7 +73,8 @@ class Recipe:
     """Greedy held-out EM on ``sft_eval_episodes`` every this many SFT steps (0: only at the end)."""
     sft_eval_episodes: int = 32
     sft_minutes: float = 20.0
-    """Wall-time budget of one SFT run (training stops there; its learning rate has not reached 0)."""
+    """Wall-time budget of one SFT run: training stops there (its learning rate, which decays to 0
+    over ``sft_episodes``, may not have reached 0) or when the episodes are used up."""
     ppo_minutes: float = 20.0
     """Wall-time budget of the PPO phase (its held-out evaluations included)."""
     scale_minutes: float = 6.0
