@@ -146,6 +146,26 @@ def check_str(name: str, value: Any, *, optional: bool = False, empty: bool = Fa
     return value
 
 
+def check_items(name: str, value: Any, check_item: Callable[[str, Any], Any], what: str) -> Any:
+    """``value`` if it is ``None`` or a non-empty list/tuple whose items all pass ``check_item``.
+
+    >>> check_items("question_kinds", ("single",), lambda n, v: check_choice(n, v, ("single",)), "kind")
+    ('single',)
+    >>> check_items("question_ids", [], check_str, "question id")
+    Traceback (most recent call last):
+    ...
+    ValueError: question_ids must name at least one question id or be None, got []
+    """
+    if value is None:
+        return value
+    check_instance(name, value, (list, tuple), what=f"a list of {what}s", optional=True)
+    if not value:
+        raise ValueError(f"{name} must name at least one {what} or be None, got {value!r}")
+    for item in value:
+        check_item(name, item)
+    return value
+
+
 def check_instance(
     name: str, value: Any, kind: type | tuple[type, ...], *, optional: bool = False, what: str | None = None
 ) -> Any:

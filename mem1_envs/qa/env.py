@@ -17,7 +17,14 @@ from mem1_envs.qa.sources import QASource, load_source, world_config
 from mem1_envs.qa.world import QUESTION_KINDS, Question
 from mem1_envs.rewards import score_answers
 from mem1_envs.search import SearchEngine
-from mem1_envs.validation import check_choice, check_float, check_instance, check_int, check_str
+from mem1_envs.validation import (
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+    check_items,
+    check_str,
+)
 
 INSTRUCTIONS = (
     "You will answer several questions by searching a knowledge source. Every turn, first write "
@@ -122,18 +129,10 @@ class MultiQAConfig:
         check_int("top_k", self.top_k, minimum=1)
         proto.get_tag_set(self.protocol)  # raises naming protocol
         check_question_fields(self)
-        if self.question_kinds is not None:
-            kinds = check_instance("question_kinds", self.question_kinds, (list, tuple), optional=True)
-            if not kinds:
-                raise ValueError(f"question_kinds must name at least one kind or be None, got {kinds!r}")
-            for kind in kinds:
-                check_choice("question_kinds", kind, QUESTION_KINDS)
-        if self.question_ids is not None:
-            ids = check_instance("question_ids", self.question_ids, (list, tuple), optional=True)
-            if not ids:
-                raise ValueError(f"question_ids must name at least one question or be None, got {ids!r}")
-            for qid in ids:
-                check_str("question_ids", qid)
+        check_items(
+            "question_kinds", self.question_kinds, lambda n, v: check_choice(n, v, QUESTION_KINDS), "kind"
+        )
+        check_items("question_ids", self.question_ids, check_str, "question id")
         check_choice("compose", self.compose, ("random", "consecutive"))
         check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
         check_choice("on_search_error", self.on_search_error, ("raise", "truncate"))
