@@ -31,7 +31,7 @@ from mem1_envs import protocol as proto
 __all__ = ["TinyModelConfig", "build_tiny_model", "default_tiny_model", "protocol_tokens"]
 
 PAD, EOS = "<|pad|>", "<|endoftext|>"
-FORMAT = 1  # bump when the recipe changes, so stale cached folders are rebuilt
+FORMAT = 2  # bump when the recipe changes, so stale cached folders are rebuilt
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def build_tiny_model(folder: str, **recipe: Any) -> str:
     """Train the tokenizer, build the random model, ``save_pretrained`` both into ``folder``."""
     try:
         import torch
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
@@ -128,6 +128,19 @@ def build_tiny_model(folder: str, **recipe: Any) -> str:
     added = protocol_tokens()
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if config.word_level:
+        # Train with a space before a capitalised word or a number split off, so the vocabulary
+        # has no "space+Name" merge. A name is then the same token wherever it stands: after a
+        # space in a document, right after "<answer>" or "Q1=" in what the agent writes. Glued
+        # to the space, the two spellings would be unrelated tokens, and a name first seen in a
+        # document could not be copied into an answer. The vocabulary carries this, not the
+        # pre-tokenizer: transformers loads a qwen2 folder with Qwen2's own pre-tokenizer.
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(" (?=[A-Z0-9])"), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False),
+            ]
+        )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         # Word level: a budget no world reaches, so merging stops only when every word is whole.

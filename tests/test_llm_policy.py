@@ -28,6 +28,25 @@ def test_tiny_model_is_cached_and_every_tag_is_one_token(policy):
     assert policy.model.config.model_type == "qwen2"
 
 
+def test_word_level_names_are_one_token_wherever_they_stand():
+    """A name read in a document must be the token the agent writes after "<answer>" or "Q1=",
+    else copying it is a per-name mapping between two unrelated tokens. Checked on the tokenizer
+    as ``AutoTokenizer`` loads it (transformers may swap the saved pre-tokenizer for Qwen2's)."""
+    from transformers import AutoTokenizer
+
+    from mem1_envs.qa.sources import load_world_source
+
+    tokenizer = AutoTokenizer.from_pretrained(default_tiny_model(word_level=True))
+    titles = load_world_source("small", 0).engine.titles
+    for word in [t for t in titles if t.isalpha()][:20] + ["1981"]:
+        alone = tokenizer.encode(word, add_special_tokens=False)
+        for text in (f"born in {word}.", f"<answer>{word}</answer>", f"Q1={word} | Q2=x", f"({word})"):
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            assert any(ids[i : i + len(alone)] == alone for i in range(len(ids))), (word, text)
+        if word.isalpha():
+            assert len(alone) == 1, word
+
+
 def test_encode_shares_the_prompt_ids_across_turns(policy):
     prompt = "Answer the following questions: where was Varnel Oskaruth born?"
     first = policy.encode(prompt, prompt)
