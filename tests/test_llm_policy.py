@@ -38,7 +38,7 @@ def test_word_level_names_are_one_token_wherever_they_stand():
 
     tokenizer = AutoTokenizer.from_pretrained(default_tiny_model(word_level=True))
     titles = load_world_source("small", 0).engine.titles
-    for word in [t for t in titles if t.isalpha()][:20] + ["1981"]:
+    for word in [*[t for t in titles if t.isalpha()][:20], "1981"]:
         alone = tokenizer.encode(word, add_special_tokens=False)
         for text in (f"born in {word}.", f"<answer>{word}</answer>", f"Q1={word} | Q2=x", f"({word})"):
             ids = tokenizer.encode(text, add_special_tokens=False)
