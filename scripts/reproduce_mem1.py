@@ -13,9 +13,10 @@ A from-scratch Qwen2-shaped model (``agents.tiny_model``, built offline, no down
 2. **PPO** (``agents.ppo.PPOTrainer``) from that start on the environment's own reward
    (EM, invalid action = 0 and the episode ends); KL to the SFT policy, rollout-vs-train
    log-prob gap and entropy are logged every step; held-out EM before, during and after.
-3. **Scaling**: the SFT recipe at 2 objectives under the ``mem1`` context and, separately,
-   under ``full``; each evaluated at N = 1, 2, 4, 8 objectives in its own context: EM per
-   objective and peak context tokens.
+3. **Scaling**: SFT from the 1-objective checkpoint on episodes of ``scale_train_objectives``
+   (2: MEM1's setting) under the ``mem1`` context and, separately, under ``full``; each
+   evaluated at N = 1, 2, 4, 8 objectives in its own context: EM per objective and peak
+   context tokens.
 
 Writes under ``--out``: ``sft/`` and ``ppo/policy/`` (``save_pretrained`` folders that
 ``scripts/evaluate.py --agent hf --model`` loads), ``scale-mem1/``, ``scale-full/``, per-step
@@ -27,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +58,13 @@ class Recipe:
     """**Simplification**: the kinds of question every phase asks (training and held-out alike).
     Bridge questions, whose second query must be built from the first hop's answer, stayed at
     EM 0 for this model size and budget while one-hop and comparison questions were learnt."""
-    ppo_share: float = 0.5
-    """Share of the training questions kept out of SFT and used for PPO only. PPO on questions SFT
-    has seen learns nothing: behaviour cloning memorises their answers (training reward 1, so
-    every group's advantage is 0); on unseen ones the policy must read the documents, as on
-    held-out questions. 0: SFT and PPO share every training question. One world only."""
-    worlds: int = 1
+    ppo_share: float = 0.0
+    """Share of world 0's training questions kept out of SFT and used for PPO only (0: SFT and
+    PPO share every training question). With one world, behaviour cloning memorises the
+    questions it sees (training reward 1, so every GRPO advantage is 0) and held-back questions
+    give PPO a signal; with several ``worlds`` memorising stops paying, and holding questions
+    back cost SFT more than it gave PPO (BENCHMARKS.md). Other worlds always go to SFT whole."""
+    worlds: int = 4
     """Scripted training episodes come from the small worlds of seeds ``0 .. worlds - 1`` (train
     questions only): each world's facts then recur a few times only, so recalling a memorised
     fact stops paying and copying it from the retrieved document is what lowers the loss.
@@ -77,8 +81,9 @@ class Recipe:
     over ``sft_episodes``, may not have reached 0) or when the episodes are used up."""
     ppo_minutes: float = 20.0
     """Wall-time budget of the PPO phase (its held-out evaluations included)."""
-    scale_minutes: float = 6.0
-    """Wall-time budget of each 2-objective SFT run of the scaling phase."""
+    scale_minutes: float = 12.0
+    """Wall-time budget of the scaling phase's SFT; its two runs (``mem1``, ``full``) go side by
+    side, one process each."""
     ppo_steps: int = 200
     ppo_episodes: int = 32
     ppo_advantage: str = "grpo"
@@ -89,8 +94,18 @@ class Recipe:
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     ppo_eval_every: int = 40
-    scale_sft_episodes: int = 3000
+    scale_sft_episodes: int = 2400
+    scale_lr: float = 1e-3
+    """Peak learning rate of the scaling phase's SFT, which starts from the trained 1-objective
+    checkpoint: ``sft_lr`` there undoes much of what that checkpoint knows before it learns
+    the longer episodes."""
     scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
+    """Objectives per episode at which the scaling phase evaluates."""
+    scale_train_objectives: tuple[int, ...] = (2,)
+    """Objectives per episode of the scaling phase's SFT episodes (spread evenly over them).
+    ``(2,)`` is MEM1's setting. A from-scratch model trained only at N = 2 never writes ``Q3``..
+    ``Q8`` and has no way to learn that a third question follows the second; ``1,2,4,8``
+    (a stated simplification) shows it every index, and both contexts train on the same mix."""
     eval_episodes: int = 64
     scale_eval_episodes: int = 32
     max_new_tokens: int = 64
@@ -121,7 +136,8 @@ def env_kwargs(
     """The environment of every phase: a small world, its default rules and rewards.
 
     ``phase`` ``"sft"`` or ``"ppo"``: only that phase's share of the training questions."""
-    ids = None if phase is None or not recipe.ppo_share else training_questions(recipe)[phase]
+    split_here = phase is not None and recipe.ppo_share and world_seed == 0
+    ids = training_questions(recipe)[phase] if split_here else None
     return {
         "question_ids": ids,
         "question_kinds": recipe.question_kinds,
@@ -265,16 +281,19 @@ def sft_phase(
     recipe: Recipe,
     out: str,
     name: str,
-    objectives: int,
+    objectives: tuple[int, ...],
     memory: str,
     episodes: int,
     seed: int,
     progress: bool,
     init: str | None = None,
     minutes: float | None = None,
+    lr: float | None = None,
 ) -> tuple[Any, dict]:
     """Behaviour cloning into ``out/name`` (a ``save_pretrained`` folder); per-step JSONL beside it.
 
+    ``objectives``: the scripted episodes are spread evenly over these counts (and over the
+    recipe's worlds); the held-out measures during training use the first count.
     ``init``: a checkpoint to start from (a curriculum step) instead of the random base model.
     """
     import torch
@@ -287,20 +306,21 @@ def sft_phase(
     torch.manual_seed(seed)
     policy = LLMPolicy.from_pretrained(init or base_model(recipe, seed))
     # Training seeds never overlap the evaluation seeds; questions come from the train split,
-    # spread evenly over the recipe's worlds (sft_train shuffles them together).
+    # spread evenly over the recipe's worlds and objective counts (sft_train shuffles them).
     records, rewards = [], []
-    for world in range(recipe.worlds):
-        first = seed * 10**6 + world * episodes
+    settings = [(world, n) for world in range(recipe.worlds) for n in objectives]
+    for index, (world, n) in enumerate(settings):
+        first = seed * 10**6 + index * episodes
         world_records, world_rewards = scripted_records(
             policy,
-            env_kwargs(recipe, objectives, memory, "train", world, phase="sft"),
-            range(first, first + len(range(world, episodes, recipe.worlds))),
+            env_kwargs(recipe, n, memory, "train", world, phase="sft"),
+            range(first, first + len(range(index, episodes, len(settings)))),
         )
         records += world_records
         rewards += world_rewards
     collect_seconds = time.perf_counter() - start
     nll_start = heldout_nll(
-        policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes, recipe
+        policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
     )
     folder = os.path.join(out, name)
     logger = MetricsLogger(os.path.join(out, f"{name}-log"))
@@ -312,7 +332,7 @@ def sft_phase(
             point = evaluate(
                 policy.model,
                 policy.tokenizer,
-                objectives,
+                objectives[0],
                 memory,
                 recipe.sft_eval_episodes,
                 greedy=True,
@@ -330,7 +350,7 @@ def sft_phase(
     losses = sft_train(
         policy.model,
         records,
-        lr=recipe.sft_lr,
+        lr=recipe.sft_lr if lr is None else lr,
         batch_episodes=recipe.sft_batch,
         seed=seed,
         warmup_steps=recipe.sft_warmup,
@@ -344,7 +364,7 @@ def sft_phase(
     summary = {
         "heldout_nll_start": nll_start,
         "heldout_nll": heldout_nll(
-            policy.model, policy.tokenizer, objectives, memory, recipe.sft_eval_episodes, recipe
+            policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
         ),
         "episodes": episodes,
         "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
@@ -389,7 +409,7 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         progress=progress,
     )
     trainer = PPOTrainer(config, policy_path=sft_folder)
-    if recipe.worlds > 1:
+    if recipe.worlds > 1 and not recipe.ppo_share:
         # Rollouts from every training world too (the trainer plays the envs it holds), so
         # that PPO, like SFT, cannot profit from memorising one world's facts. Episode i of a
         # wave plays on env i and a group's rollouts are consecutive: one world per group.
@@ -440,6 +460,44 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
     return trainer, summary
 
 
+def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, progress: bool) -> dict:
+    """The scaling phase in one context: SFT from the 1-objective checkpoint (a curriculum: the
+    task skill goes on at more objectives), then greedy held-out EM and peak context at every N."""
+    import torch
+
+    torch.set_num_threads(threads)
+    policy, summary = sft_phase(
+        recipe,
+        out,
+        f"scale-{memory}",
+        recipe.scale_train_objectives,
+        memory,
+        recipe.scale_sft_episodes,
+        seed + 1,
+        progress,
+        init=os.path.join(out, "sft"),
+        minutes=recipe.scale_minutes,
+        lr=recipe.scale_lr,
+    )
+    table = {}
+    for n in recipe.scale_objectives:
+        table[str(n)] = evaluate(
+            policy.model,
+            policy.tokenizer,
+            n,
+            memory,
+            recipe.scale_eval_episodes,
+            greedy=True,
+            seed=seed,
+            recipe=recipe,
+        )
+        print(
+            f"  {memory} N={n}: EM/objective {table[str(n)]['em_per_objective']:.3f}, peak context {table[str(n)]['peak_context_tokens']:.0f} tokens",
+            flush=True,
+        )
+    return {"train": summary, "table": table}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -476,8 +534,6 @@ def main(argv: list[str] | None = None) -> dict:
             else kind(value)
         )
     recipe = Recipe(**changes)
-    if recipe.ppo_share and recipe.worlds > 1:
-        raise SystemExit("--set: ppo_share needs worlds=1 (question ids are per world); set ppo_share=0")
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     if args.plot_only:
@@ -498,7 +554,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "sft" in args.phases:
         print(f"[1/3] SFT at 1 objective, {recipe.sft_episodes} scripted episodes", flush=True)
         policy, summary = sft_phase(
-            recipe, args.out, "sft", 1, "mem1", recipe.sft_episodes, args.seed, args.progress
+            recipe, args.out, "sft", (1,), "mem1", recipe.sft_episodes, args.seed, args.progress
         )
         summary["eval"] = both_decodings(
             policy.model, policy.tokenizer, 1, "mem1", recipe.eval_episodes, args.seed, recipe
@@ -519,45 +575,25 @@ def main(argv: list[str] | None = None) -> dict:
         results["ppo"] = summary
         save()
     if "scale" in args.phases:
-        results.setdefault("scale", {})
-        results.setdefault("scale_train", {})
-        for memory in ("mem1", "full"):
-            print(
-                f"[3/3] SFT at 2 objectives under {memory}, evaluated at N = {recipe.scale_objectives}",
-                flush=True,
-            )
-            # Curriculum: the 1-objective SFT checkpoint (the task skill) goes on at 2 objectives.
-            policy, summary = sft_phase(
-                recipe,
-                args.out,
-                f"scale-{memory}",
-                2,
-                memory,
-                recipe.scale_sft_episodes,
-                args.seed + 1,
-                args.progress,
-                init=os.path.join(args.out, "sft"),
-                minutes=recipe.scale_minutes,
-            )
-            results["scale_train"][memory] = summary
-            table = {}
-            for n in recipe.scale_objectives:
-                table[str(n)] = evaluate(
-                    policy.model,
-                    policy.tokenizer,
-                    n,
-                    memory,
-                    recipe.scale_eval_episodes,
-                    greedy=True,
-                    seed=args.seed,
-                    recipe=recipe,
+        print(
+            f"[3/3] SFT at N = {recipe.scale_train_objectives} under mem1 and under full, side by side, "
+            f"evaluated at N = {recipe.scale_objectives}",
+            flush=True,
+        )
+        contexts = ("mem1", "full")
+        # One process per context: the two runs are independent, and with 2 cores each gets one
+        # for its whole wall-time budget. Spawned, so no torch state is forked.
+        with ProcessPoolExecutor(len(contexts), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = {
+                memory: pool.submit(
+                    scale_run, recipe, args.out, memory, args.seed, args.threads, args.progress
                 )
-                print(
-                    f"  {memory} N={n}: EM/objective {table[str(n)]['em_per_objective']:.3f}, peak context {table[str(n)]['peak_context_tokens']:.0f} tokens",
-                    flush=True,
-                )
-            results["scale"][memory] = table
-            save()
+                for memory in contexts
+            }
+            runs = {memory: job.result() for memory, job in jobs.items()}
+        results["scale_train"] = {memory: run["train"] for memory, run in runs.items()}
+        results["scale"] = {memory: run["table"] for memory, run in runs.items()}
+        save()
     results["seconds"] = time.perf_counter() - start
     results["load_average_end"] = os.getloadavg()
     results["plots"] = plot(args.out, results)
