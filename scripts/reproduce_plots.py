@@ -83,7 +83,10 @@ def plot(out: str, results: dict) -> list[str]:
             ns = sorted(int(n) for n in table)
             axes[0].plot(ns, [table[str(n)]["em_per_objective"] for n in ns], marker, label=memory)
             axes[1].plot(ns, [table[str(n)]["peak_context_tokens"] for n in ns], marker, label=memory)
-        axes[0].set(xlabel="objectives N", ylabel="EM per objective", xscale="log", title="trained at N = 2")
+        trained = ", ".join(str(n) for n in results.get("recipe", {}).get("scale_train_objectives", [2]))
+        axes[0].set(
+            xlabel="objectives N", ylabel="EM per objective", xscale="log", title=f"trained at N = {trained}"
+        )
         axes[1].set(
             xlabel="objectives N", ylabel="peak context tokens", xscale="log", yscale="log", title="memory"
         )
