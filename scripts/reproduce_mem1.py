@@ -94,7 +94,9 @@ class Recipe:
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     ppo_eval_every: int = 40
-    scale_sft_episodes: int = 2400
+    scale_sft_episodes: int = 6000
+    """Episodes of each scaling-phase SFT run, its learning rate decaying to 0 over them: enough
+    that ``scale_minutes`` ends the run on this box (2,400 ended ``mem1`` in 4.5 minutes idle)."""
     scale_lr: float = 1e-3
     """Peak learning rate of the scaling phase's SFT, which starts from the trained 1-objective
     checkpoint: ``sft_lr`` there undoes much of what that checkpoint knows before it learns
