@@ -1,0 +1,92 @@
+"""Every knob of ``scripts/reproduce_mem1.py`` in one place: the ``Recipe`` and its ``--quick`` changes.
+
+>>> Recipe().worlds, Recipe(**QUICK).sft_episodes
+(4, 480)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every knob of a run (``--quick`` and the flags replace some)."""
+
+    word_level: bool = True
+    """Every word of the tokenizer's worlds is one token (else a BPE of ``vocab_size``)."""
+    vocab_size: int = 4096
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    question_kinds: tuple[str, ...] = ("single", "comparison")
+    """**Simplification**: the kinds of question every phase asks (training and held-out alike).
+    Bridge questions, whose second query must be built from the first hop's answer, stayed at
+    EM 0 for this model size and budget while one-hop and comparison questions were learnt."""
+    ppo_share: float = 0.0
+    """Share of world 0's training questions kept out of SFT and used for PPO only (0: SFT and
+    PPO share every training question). With one world, behaviour cloning memorises the
+    questions it sees (training reward 1, so every GRPO advantage is 0) and held-back questions
+    give PPO a signal; with several ``worlds`` memorising stops paying, and holding questions
+    back cost SFT more than it gave PPO (BENCHMARKS.md). Other worlds always go to SFT whole."""
+    worlds: int = 4
+    """Scripted training episodes come from the small worlds of seeds ``0 .. worlds - 1`` (train
+    questions only): each world's facts then recur a few times only, so recalling a memorised
+    fact stops paying and copying it from the retrieved document is what lowers the loss.
+    Evaluation stays on world 0's ``split="test"`` questions."""
+    sft_episodes: int = 24000
+    sft_lr: float = 3e-3
+    sft_batch: int = 4
+    sft_warmup: int = 30
+    sft_eval_every: int = 1000
+    """Greedy held-out EM on ``sft_eval_episodes`` every this many SFT steps (0: only at the end)."""
+    sft_eval_episodes: int = 32
+    sft_minutes: float = 20.0
+    """Wall-time budget of one SFT run: training stops there (its learning rate, which decays to 0
+    over ``sft_episodes``, may not have reached 0) or when the episodes are used up."""
+    ppo_minutes: float = 20.0
+    """Wall-time budget of the PPO phase (its held-out evaluations included)."""
+    scale_minutes: float = 12.0
+    """Wall-time budget of the scaling phase's SFT; its two runs (``mem1``, ``full``) go side by
+    side, one process each."""
+    ppo_steps: int = 200
+    ppo_episodes: int = 32
+    ppo_advantage: str = "grpo"
+    """``"gae"`` (value head, MEM1's choice) or ``"grpo"`` (groups of ``ppo_group`` rollouts per question)."""
+    ppo_group: int = 4
+    ppo_temperature: float = 1.0
+    """Sampling temperature of PPO's rollouts (held-out "sampled" evaluation stays at 1)."""
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    ppo_eval_every: int = 40
+    scale_sft_episodes: int = 6000
+    """Episodes of each scaling-phase SFT run, its learning rate decaying to 0 over them: enough
+    that ``scale_minutes`` ends the run on this box (2,400 ended ``mem1`` in 4.5 minutes idle)."""
+    scale_lr: float = 1e-3
+    """Peak learning rate of the scaling phase's SFT, which starts from the trained 1-objective
+    checkpoint: ``sft_lr`` there undoes much of what that checkpoint knows before it learns
+    the longer episodes."""
+    scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
+    """Objectives per episode at which the scaling phase evaluates."""
+    scale_train_objectives: tuple[int, ...] = (2,)
+    """Objectives per episode of the scaling phase's SFT episodes (spread evenly over them).
+    ``(2,)`` is MEM1's setting. A from-scratch model trained only at N = 2 never writes ``Q3``..
+    ``Q8`` and has no way to learn that a third question follows the second; ``1,2,4,8``
+    (a stated simplification) shows it every index, and both contexts train on the same mix."""
+    eval_episodes: int = 64
+    scale_eval_episodes: int = 32
+    max_new_tokens: int = 64
+
+
+QUICK = {
+    "sft_episodes": 480,
+    "sft_eval_every": 0,
+    "sft_eval_episodes": 16,
+    "eval_episodes": 16,
+    "ppo_steps": 4,
+    "ppo_episodes": 8,
+    "ppo_eval_every": 4,
+    "scale_sft_episodes": 64,
+    "scale_eval_episodes": 16,
+    "scale_objectives": (1, 2),
+}
