@@ -13,6 +13,7 @@ def plot(out: str, results: dict) -> list[str]:
     """PNG curves from the JSONL logs and ``results``; [] when matplotlib is not installed."""
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -94,6 +95,9 @@ def plot(out: str, results: dict) -> list[str]:
             ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
             ax.minorticks_off()
             ax.legend()
+        # Peaks of a few hundred tokens sit inside one decade: plain numbers, not powers of 10.
+        axes[1].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        axes[1].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         fig.tight_layout()
         written.append(os.path.join(folder, "scaling.png"))
         fig.savefig(written[-1], dpi=110)
