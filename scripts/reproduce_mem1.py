@@ -113,7 +113,9 @@ def evaluate(
     seed: int,
     recipe: Recipe,
 ) -> dict[str, float]:
-    """Held-out (``split="test"``) EM per objective, reward and peak context of one setting."""
+    """Held-out EM per objective, reward and peak context of one setting: ``episodes`` per world
+    (at 1 objective, 0 = every question once) on the ``split="test"`` questions of worlds
+    ``0 .. recipe.eval_worlds - 1``."""
     import gymnasium as gym
     import numpy as np
 
@@ -126,14 +128,22 @@ def evaluate(
         tokenizer,
         generation=GenerationConfig(max_new_tokens=recipe.max_new_tokens, do_sample=not greedy),
     )
-    envs = [gym.make("MEM1-MultiQA-v0", **env_kwargs(recipe, objectives, memory, "test")) for _ in range(16)]
     start = time.perf_counter()
     was_training = model.training
     model.eval()
-    done = collect(envs, policy, list(range(EVAL_SEED, EVAL_SEED + episodes)), generation_seed=seed)
+    done = []
+    for world in range(recipe.eval_worlds):
+        kwargs = env_kwargs(recipe, objectives, memory, "test", world)
+        envs = [gym.make("MEM1-MultiQA-v0", **kwargs) for _ in range(16)]
+        options = None
+        if objectives == 1:  # the test questions in order, none drawn twice by chance
+            questions = envs[0].unwrapped.questions[: episodes or None]
+            options = [{"question_ids": [question.qid]} for question in questions]
+        seeds = list(range(EVAL_SEED, EVAL_SEED + (len(options) if options else episodes)))
+        done += collect(envs, policy, seeds, options=options, generation_seed=seed + world)
+        for env in envs:
+            env.close()
     model.train(was_training)
-    for env in envs:
-        env.close()
     return {
         "em_per_objective": float(np.mean([e.em for e in done])) / objectives,
         "reward": float(np.mean([e.reward for e in done])),
@@ -299,6 +309,13 @@ def sft_phase(
     return policy, summary
 
 
+def ppo_env_kwargs(recipe: Recipe, group: int) -> dict[str, Any]:
+    """The environment of PPO's rollout group ``group``: one world per group, the worlds in turn."""
+    if recipe.ppo_questions == "unseen":  # worlds 1.., test split: questions no other phase sees
+        return env_kwargs(recipe, 1, "mem1", "test", 1 + group % (recipe.worlds - 1))
+    return env_kwargs(recipe, 1, "mem1", "train", group % recipe.worlds)
+
+
 def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bool) -> tuple[Any, dict]:
     """Masked PPO from the SFT checkpoint; held-out evaluations every ``ppo_eval_every`` steps."""
     from agents.ppo.config import preset
@@ -314,10 +331,12 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         env_kwargs=tuple(kwargs.items()),
         num_envs=16,
         episodes_per_step=recipe.ppo_episodes,
-        mini_batch_episodes=recipe.ppo_episodes,
+        ppo_epochs=recipe.ppo_epochs,
+        mini_batch_episodes=recipe.ppo_mini_batch,
         micro_batch_episodes=16,
         max_new_tokens=recipe.max_new_tokens,
         temperature=recipe.ppo_temperature,
+        entropy_coef=recipe.ppo_entropy_coef,
         total_steps=recipe.ppo_steps,
         actor_lr=recipe.actor_lr,
         critic_lr=recipe.critic_lr,
@@ -329,17 +348,15 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
     )
     trainer = PPOTrainer(config, policy_path=sft_folder)
     if recipe.worlds > 1 and not recipe.ppo_share:
-        # Rollouts from every training world too (the trainer plays the envs it holds), so
-        # that PPO, like SFT, cannot profit from memorising one world's facts. Episode i of a
-        # wave plays on env i and a group's rollouts are consecutive: one world per group.
+        # Rollouts from several worlds (the trainer plays the envs it holds), so that PPO, like
+        # SFT, cannot profit from memorising one world's facts. Episode i of a wave plays on
+        # env i and a group's rollouts are consecutive: one world per group.
         import gymnasium as gym
 
         for env in trainer.envs:
             env.close()
         trainer.envs = [
-            gym.make(
-                config.env_id, **env_kwargs(recipe, 1, "mem1", "train", i // recipe.ppo_group % recipe.worlds)
-            )
+            gym.make(config.env_id, **ppo_env_kwargs(recipe, i // recipe.ppo_group))
             for i in range(config.num_envs)
         ]
     start = time.perf_counter()
@@ -452,7 +469,10 @@ def main(argv: list[str] | None = None) -> dict:
             if kind is bool
             else kind(value)
         )
-    recipe = Recipe(**changes)
+    try:
+        recipe = Recipe(**changes)
+    except ValueError as error:
+        raise SystemExit(f"--set: {error}") from None
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     if args.plot_only:

@@ -40,7 +40,7 @@ class Recipe:
     sft_warmup: int = 30
     sft_eval_every: int = 1000
     """Greedy held-out EM on ``sft_eval_episodes`` every this many SFT steps (0: only at the end)."""
-    sft_eval_episodes: int = 32
+    sft_eval_episodes: int = 16
     sft_minutes: float = 20.0
     """Wall-time budget of one SFT run: training stops there (its learning rate, which decays to 0
     over ``sft_episodes``, may not have reached 0) or when the episodes are used up."""
@@ -54,6 +54,15 @@ class Recipe:
     ppo_advantage: str = "grpo"
     """``"gae"`` (value head, MEM1's choice) or ``"grpo"`` (groups of ``ppo_group`` rollouts per question)."""
     ppo_group: int = 4
+    ppo_epochs: int = 1
+    ppo_mini_batch: int = 32
+    """Episodes per gradient step of PPO: ``ppo_episodes / ppo_mini_batch`` steps per epoch."""
+    ppo_entropy_coef: float = 0.001
+    ppo_questions: str = "train"
+    """Questions of PPO's rollouts: ``"train"`` (every world's training questions, which SFT saw)
+    or ``"unseen"`` (the ``split="test"`` questions of worlds ``1 .. worlds - 1``, which no other
+    phase uses; world 0's stay the held-out set): rollouts then start near 40% reward instead of
+    80%, so many more GRPO groups carry a signal."""
     ppo_temperature: float = 1.0
     """Sampling temperature of PPO's rollouts (held-out "sampled" evaluation stays at 1)."""
     actor_lr: float = 1e-4
@@ -73,18 +82,38 @@ class Recipe:
     ``(2,)`` is MEM1's setting. A from-scratch model trained only at N = 2 never writes ``Q3``..
     ``Q8`` and has no way to learn that a third question follows the second; ``1,2,4,8``
     (a stated simplification) shows it every index, and both contexts train on the same mix."""
-    eval_episodes: int = 64
+    eval_worlds: int = 1
+    """Held-out questions: the ``split="test"`` questions of the small worlds ``0 .. eval_worlds - 1``
+    (1: world 0's 70, the issue's measure; 70-75 more per world, whose training questions SFT
+    and PPO also use)."""
+    eval_episodes: int = 0
+    """Held-out episodes per world at 1 objective, its test questions in order (0: every one once)."""
     scale_eval_episodes: int = 32
     max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.ppo_questions not in ("train", "unseen"):
+            raise ValueError(f"ppo_questions must be 'train' or 'unseen', got {self.ppo_questions!r}")
+        if self.ppo_questions == "unseen" and (self.worlds < 2 or self.ppo_share):
+            raise ValueError(
+                f"ppo_questions='unseen' needs worlds >= 2 and ppo_share 0 (got worlds={self.worlds}, "
+                f"ppo_share={self.ppo_share}): world 0's test questions are the held-out set"
+            )
+        if not 1 <= self.eval_worlds <= (1 if self.ppo_questions == "unseen" else self.worlds):
+            raise ValueError(
+                f"eval_worlds must be 1..worlds ({self.worlds}), and 1 with ppo_questions='unseen' "
+                f"(PPO trains on the other worlds' test questions), got {self.eval_worlds}"
+            )
 
 
 QUICK = {
     "sft_episodes": 480,
     "sft_eval_every": 0,
     "sft_eval_episodes": 16,
-    "eval_episodes": 16,
+    "eval_episodes": 8,
     "ppo_steps": 4,
     "ppo_episodes": 8,
+    "ppo_mini_batch": 8,
     "ppo_eval_every": 4,
     "scale_sft_episodes": 64,
     "scale_eval_episodes": 16,
