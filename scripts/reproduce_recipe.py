@@ -84,7 +84,7 @@ class Recipe:
     (a stated simplification) shows it every index, and both contexts train on the same mix."""
     eval_worlds: int = 1
     """Held-out questions: the ``split="test"`` questions of the small worlds ``0 .. eval_worlds - 1``
-    (1: world 0's 70, the issue's measure; 70-75 more per world, whose training questions SFT
+    (1: world 0's 70, the issue's measure; 64-75 more per world, whose training questions SFT
     and PPO also use)."""
     eval_episodes: int = 0
     """Held-out episodes per world at 1 objective, its test questions in order (0: every one once)."""

@@ -43,3 +43,12 @@ def test_sft_learns_held_out_scripted_behaviour(tmp_path):
         assert sorted(result["scale"][memory]) == ["1", "2"]
         assert all(cell["episodes"] == 16 for cell in result["scale"][memory].values())
         assert os.path.exists(os.path.join(out, f"scale-{memory}", "config.json"))
+
+
+def test_recipe_refuses_to_evaluate_on_questions_ppo_trains_on():
+    recipe = load_script("reproduce_recipe")
+    with pytest.raises(ValueError, match="got 2"):  # worlds 1.. test questions are PPO's then
+        recipe.Recipe(ppo_questions="unseen", eval_worlds=2)
+    with pytest.raises(ValueError, match="'bogus'"):
+        recipe.Recipe(ppo_questions="bogus")
+    assert recipe.Recipe(ppo_questions="unseen").eval_worlds == 1
