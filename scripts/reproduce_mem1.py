@@ -247,6 +247,7 @@ def sft_phase(
         )
         records += world_records
         rewards += world_rewards
+    records = rename_share(records, recipe, policy.tokenizer, seed)
     collect_seconds = time.perf_counter() - start
     nll_start = heldout_nll(
         policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
@@ -394,6 +395,26 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
         "final_entropy": history[-1]["entropy"],
     }
     return trainer, summary
+
+
+def rename_share(records: list, recipe: Recipe, tokenizer: Any, seed: int) -> list:
+    """``records`` with a ``sft_rename_share`` of them (drawn with ``seed``) renamed."""
+    import numpy as np
+
+    from agents.rename import name_token_ids, rename_record
+    from mem1_envs.qa.world import WORLD_SIZES, generate_world
+
+    if not recipe.sft_rename_share:
+        return records
+    names = [n for w in range(recipe.worlds) for n in generate_world(WORLD_SIZES["small"], w).entity_names]
+    name_ids = name_token_ids(tokenizer, names)
+    rng = np.random.default_rng(seed)
+    chosen = rng.random(len(records)) < recipe.sft_rename_share
+    print(
+        f"  renaming {int(chosen.sum())} of {len(records)} episodes over {name_ids.size} name tokens",
+        flush=True,
+    )
+    return [rename_record(r, name_ids, rng) if pick else r for r, pick in zip(records, chosen, strict=True)]
 
 
 def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, progress: bool) -> dict:

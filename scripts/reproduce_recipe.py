@@ -34,6 +34,11 @@ class Recipe:
     questions only): each world's facts then recur a few times only, so recalling a memorised
     fact stops paying and copying it from the retrieved document is what lowers the loss.
     Evaluation stays on world 0's ``split="test"`` questions."""
+    sft_rename_share: float = 0.0
+    """Share of the scripted SFT episodes whose invented names are renamed (``agents.rename``):
+    each name, in every token of the episode, becomes a random other invented word of the
+    recipe's worlds. Without it, a name that only held-out questions ask about is never written
+    in training, and the policy searches for a name it has written instead."""
     sft_episodes: int = 24000
     sft_lr: float = 3e-3
     sft_batch: int = 4

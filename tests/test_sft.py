@@ -93,3 +93,29 @@ def test_train_sft_cli_passes_its_device(monkeypatch, tmp_path):
     monkeypatch.setattr(agents.sft, "sft_train", lambda model, records, **kw: calls.append(kw) or [1.0])
     load_script("train_sft").main(["--episodes", "2", "--device", "cpu", "--out-dir", str(tmp_path)])
     assert calls[0]["device"] == "cpu"
+
+
+def test_renaming_replaces_each_name_consistently_and_nothing_else():
+    from agents.rename import episode_tokens, invented_words, name_token_ids, rename_record
+    from mem1_envs.qa.world import WORLD_SIZES, generate_world
+
+    policy = LLMPolicy.from_pretrained(default_tiny_model(word_level=True))
+    tokenizer = policy.tokenizer
+    names = generate_world(WORLD_SIZES["small"], 0).entity_names
+    name_ids = name_token_ids(tokenizer, names)
+    assert name_ids.size > 0.9 * len(invented_words(names))  # word level: nearly every name is one token
+    records, _ = scripted_records(policy, {"world": "small", "num_objectives": 2}, seeds=[0, 1])
+    rng = np.random.default_rng(0)
+    for record in records:
+        renamed = rename_record(record, name_ids, rng)
+        before, after = episode_tokens(record), episode_tokens(renamed)
+        is_name = np.isin(before, name_ids)
+        assert (before[~is_name] == after[~is_name]).all()  # only names change
+        assert np.isin(after[is_name], name_ids).all()
+        pairs = set(zip(before[is_name].tolist(), after[is_name].tolist(), strict=True))
+        assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # a bijection
+        assert any(a != b for a, b in pairs)
+        # The episode still reads: the answer names what the renamed documents say.
+        answer = tokenizer.decode(renamed.turns[-1].generated_ids.tolist()).split("<answer>")[1]
+        read = tokenizer.decode(np.concatenate([t.context_ids for t in renamed.turns]).tolist())
+        assert all(part.strip().split()[0] in read for part in answer.removesuffix("</answer>").split(";"))
