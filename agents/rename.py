@@ -7,7 +7,8 @@ an unseen entity, it searches for a memorised one. Renaming the invented words o
 consistently in every token of it (prompt, observations, states, actions), to words drawn from
 the whole vocabulary of invented words keeps the episode's logic intact (what to search, what to
 copy where) while making every name a target somewhere and a memorised fact worthless. It uses
-the worlds' names only, never a held-out question or answer.
+the worlds' names only, never a held-out question or answer. (Measured on the tiny reference
+model, it did not raise held-out EM within a 20-minute budget: BENCHMARKS.md, issue 16.)
 
 >>> from mem1_envs.trajectory import RolloutRecord, TurnRecord
 >>> record = RolloutRecord([5, 7], [TurnRecord([7], [8, 5])])

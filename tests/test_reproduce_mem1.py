@@ -52,3 +52,5 @@ def test_recipe_refuses_to_evaluate_on_questions_ppo_trains_on():
     with pytest.raises(ValueError, match="'bogus'"):
         recipe.Recipe(ppo_questions="bogus")
     assert recipe.Recipe(ppo_questions="unseen").eval_worlds == 1
+    with pytest.raises(ValueError, match=r"got 1\.5"):
+        recipe.Recipe(sft_rename_share=1.5)
