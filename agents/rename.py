@@ -20,14 +20,25 @@ model, it did not raise held-out EM within a 20-minute budget: BENCHMARKS.md, is
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from mem1_envs.trajectory import RolloutRecord
 
-__all__ = ["episode_tokens", "invented_words", "name_token_ids", "rename_record"]
+__all__ = [
+    "RenamedNames",
+    "episode_tokens",
+    "invented_words",
+    "name_roles",
+    "name_token_ids",
+    "rename_record",
+]
+
+_CAPITALISED_WORD = re.compile(r"\b[A-Z][a-z]+\b")
 
 
 def invented_words(entity_names: Iterable[str]) -> set[str]:
@@ -37,10 +48,37 @@ def invented_words(entity_names: Iterable[str]) -> set[str]:
     >>> sorted(invented_words(["The Vorla Gate", "Kesh Group", "Ama Ruun", "Tisk University"]))
     ['Ama', 'Kesh', 'Ruun', 'Tisk', 'Vorla']
     """
+    return {word for name in entity_names for word in _invented(name)}
+
+
+def name_roles(worlds: Iterable[Any]) -> list[list[str]]:
+    """The invented words of the worlds' entity names, grouped by the role they play (a
+    country, a city, a person's first name, a surname, a company...), each group sorted.
+    Renaming within a group keeps what kind of thing a word names and changes only which one;
+    a word that plays two roles (in two worlds) stays in the first.
+
+    >>> from mem1_envs.qa.world import WORLD_SIZES, generate_world
+    >>> roles = name_roles([generate_world(WORLD_SIZES["small"], 0)])
+    >>> len(roles), sum(map(len, roles))
+    (7, 890)
+    """
+    groups: dict[tuple[str, int], list[str]] = {}
+    seen: set[str] = set()
+    for world in worlds:
+        for kind, items in world.entities.items():
+            for item in items:
+                for position, word in enumerate(_invented(item["name"])):
+                    if word not in seen:
+                        seen.add(word)
+                        groups.setdefault((kind, position), []).append(word)
+    return [sorted(words) for _, words in sorted(groups.items())]
+
+
+def _invented(name: str) -> list[str]:
     from mem1_envs.qa.world import COMPANY_SUFFIXES, FILM_NOUNS
 
     fixed = {"The", "University", *COMPANY_SUFFIXES, *FILM_NOUNS}
-    return {word for name in entity_names for word in name.split() if word not in fixed}
+    return [word for word in name.split() if word not in fixed]
 
 
 def name_token_ids(tokenizer: Any, entity_names: Iterable[str]) -> np.ndarray:
@@ -75,3 +113,66 @@ def rename_record(record: RolloutRecord, name_ids: np.ndarray, rng: np.random.Ge
         for turn in record.turns
     ]
     return dataclasses.replace(record, prompt_ids=renamed(record.prompt_ids), turns=tuple(turns))
+
+
+class RenamedNames(gym.Wrapper):
+    """``env`` played with its invented names renamed, for reinforcement learning: the policy
+    sees a renamed world, the env scores the original one.
+
+    Each reset draws, from ``(salt, seed)``, whether the episode is renamed (probability
+    ``share``) and a random permutation of each group of ``groups`` (see :func:`name_roles`);
+    observations and ``info["prompt"]`` show every word of a group through it, and each action
+    is mapped back before the env reads it. The mapping is a bijection, so the env's rules,
+    searches and rewards are untouched: a renamed answer earns exactly what the original would.
+    A policy that recalls a memorised fact about a name is then wrong, and one that copies from
+    the documents is right. The same seed gives the same renaming (a GRPO group shares its
+    question and its names).
+
+    >>> import mem1_envs
+    >>> from mem1_envs.qa.world import WORLD_SIZES, generate_world
+    >>> env = gym.make("MEM1-MultiQA-v0", world="small")
+    >>> renamed = RenamedNames(env, name_roles([generate_world(WORLD_SIZES["small"], 0)]))
+    >>> observation, info = renamed.reset(seed=3)
+    >>> original, _ = env.reset(seed=3)
+    >>> observation != original, len(observation.split()) == len(original.split())
+    (True, True)
+    """
+
+    def __init__(self, env: gym.Env, groups: Iterable[Iterable[str]], share: float = 1.0, salt: int = 0):
+        super().__init__(env)
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        self.groups: list[list[str]] = [sorted(set(group)) for group in groups]
+        words = [word for group in self.groups for word in group]
+        if len(words) != len(set(words)):
+            raise ValueError("groups must not share a word (the renaming would not be a bijection)")
+        self.share, self.salt = share, salt
+        self.shown: dict[str, str] = {}
+        self.hidden: dict[str, str] = {}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        rng = np.random.default_rng(None if seed is None else [self.salt, seed])
+        self.shown = {}
+        if rng.random() < self.share:
+            for group in self.groups:
+                self.shown.update(zip(group, [group[i] for i in rng.permutation(len(group))], strict=True))
+        self.hidden = {new: old for old, new in self.shown.items()}
+        observation, info = self.env.reset(seed=seed, options=options)
+        return self._show(observation), self._show_info(info)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        original = _map_words(action, self.hidden) if isinstance(action, str) else action
+        observation, reward, terminated, truncated, info = self.env.step(original)
+        return self._show(observation), reward, terminated, truncated, self._show_info(info)
+
+    def _show(self, observation: Any) -> Any:
+        return _map_words(observation, self.shown) if isinstance(observation, str) else observation
+
+    def _show_info(self, info: dict) -> dict:
+        return {**info, "prompt": self._show(info["prompt"])} if "prompt" in info else info
+
+
+def _map_words(text: str, mapping: dict[str, str]) -> str:
+    if not mapping:
+        return text
+    return _CAPITALISED_WORD.sub(lambda match: mapping.get(match.group(), match.group()), text)

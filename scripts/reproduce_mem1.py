@@ -360,6 +360,11 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
             gym.make(config.env_id, **ppo_env_kwargs(recipe, i // recipe.ppo_group))
             for i in range(config.num_envs)
         ]
+    if recipe.ppo_rename_share:
+        from agents.rename import RenamedNames, name_roles
+
+        roles = name_roles(training_worlds(recipe))
+        trainer.envs = [RenamedNames(env, roles, recipe.ppo_rename_share, seed) for env in trainer.envs]
     start = time.perf_counter()
     curve = []
     history = []
@@ -397,17 +402,22 @@ def ppo_phase(recipe: Recipe, out: str, sft_folder: str, seed: int, progress: bo
     return trainer, summary
 
 
+def training_worlds(recipe: Recipe) -> list[Any]:
+    """The small worlds of the recipe's training questions (seeds ``0 .. worlds - 1``)."""
+    from mem1_envs.qa.world import WORLD_SIZES, generate_world
+
+    return [generate_world(WORLD_SIZES["small"], w) for w in range(recipe.worlds)]
+
+
 def rename_share(records: list, recipe: Recipe, tokenizer: Any, seed: int) -> list:
     """``records`` with a ``sft_rename_share`` of them (drawn with ``seed``) renamed."""
     import numpy as np
 
     from agents.rename import name_token_ids, rename_record
-    from mem1_envs.qa.world import WORLD_SIZES, generate_world
 
     if not recipe.sft_rename_share:
         return records
-    names = [n for w in range(recipe.worlds) for n in generate_world(WORLD_SIZES["small"], w).entity_names]
-    name_ids = name_token_ids(tokenizer, names)
+    name_ids = name_token_ids(tokenizer, [n for world in training_worlds(recipe) for n in world.entity_names])
     rng = np.random.default_rng(seed)
     chosen = rng.random(len(records)) < recipe.sft_rename_share
     print(

@@ -69,6 +69,11 @@ class Recipe:
     or ``"unseen"`` (the ``split="test"`` questions of worlds ``1 .. worlds - 1``, which no other
     phase uses; world 0's stay the held-out set): rollouts then start near 40% reward instead of
     80%, so many more GRPO groups carry a signal."""
+    ppo_rename_share: float = 0.0
+    """Share of PPO's rollout episodes played with the worlds' invented names renamed
+    (``agents.rename.RenamedNames``: the policy sees a consistent random renaming, the env scores
+    the original). A renamed episode cannot be answered from memorised facts, only by copying
+    from the prompt and the documents, which is what held-out questions need."""
     ppo_temperature: float = 1.0
     """Sampling temperature of PPO's rollouts (held-out "sampled" evaluation stays at 1)."""
     actor_lr: float = 1e-4
@@ -98,8 +103,9 @@ class Recipe:
     max_new_tokens: int = 64
 
     def __post_init__(self) -> None:
-        if not 0 <= self.sft_rename_share <= 1:
-            raise ValueError(f"sft_rename_share must be in [0, 1], got {self.sft_rename_share}")
+        for share in ("sft_rename_share", "ppo_rename_share"):
+            if not 0 <= getattr(self, share) <= 1:
+                raise ValueError(f"{share} must be in [0, 1], got {getattr(self, share)}")
         if self.ppo_questions not in ("train", "unseen"):
             raise ValueError(f"ppo_questions must be 'train' or 'unseen', got {self.ppo_questions!r}")
         if self.ppo_questions == "unseen" and (self.worlds < 2 or self.ppo_share):

@@ -54,3 +54,5 @@ def test_recipe_refuses_to_evaluate_on_questions_ppo_trains_on():
     assert recipe.Recipe(ppo_questions="unseen").eval_worlds == 1
     with pytest.raises(ValueError, match=r"got 1\.5"):
         recipe.Recipe(sft_rename_share=1.5)
+    with pytest.raises(ValueError, match=r"ppo_rename_share .*got -0\.1"):
+        recipe.Recipe(ppo_rename_share=-0.1)

@@ -45,3 +45,33 @@ def test_agent_answers_on_the_last_turn_with_what_it_has():
     env = gym.make("MEM1-MultiQA-v0", num_objectives=4, max_turns=2, world="small")
     run = play(env, MultiQAScriptedAgent(), [0])[0]
     assert run.turns == 2 and not run.truncated
+
+
+def test_renamed_names_keep_the_env_rules_and_hide_every_name():
+    from agents.rename import RenamedNames, name_roles
+    from mem1_envs.qa.world import WORLD_SIZES, generate_world
+
+    roles = name_roles([generate_world(WORLD_SIZES["small"], seed) for seed in (0, 1)])
+    words = {word for role in roles for word in role}
+    kwargs = {"world": "small", "num_objectives": 2}
+    renamed = RenamedNames(gym.make("MEM1-MultiQA-v0", **kwargs), roles, share=1.0, salt=5)
+    plain = gym.make("MEM1-MultiQA-v0", **kwargs)
+    for seed in range(4):
+        shown, info = renamed.reset(seed=seed)
+        original, original_info = plain.reset(seed=seed)
+        assert shown != original and info["prompt"] != original_info["prompt"]
+        shown_words = {w for w in shown.split() if w.rstrip("?") in words}
+        assert all(renamed.hidden[w.rstrip("?")] in original for w in shown_words)
+        # The scripted agent, reading only renamed text, earns the original episode's reward.
+        agent, done, total = MultiQAScriptedAgent(), False, 0.0
+        while not done:
+            shown, reward, terminated, truncated, info = renamed.step(agent.act(shown, info))
+            total, done = total + reward, terminated or truncated
+        assert total == 2.0
+    assert renamed.reset(seed=1)[0] == renamed.reset(seed=1)[0]  # a seed fixes its renaming
+    never = RenamedNames(gym.make("MEM1-MultiQA-v0", **kwargs), roles, share=0.0)
+    assert never.reset(seed=1)[0] == plain.reset(seed=1)[0]
+    with pytest.raises(ValueError, match=r"1\.5"):
+        RenamedNames(plain, roles, share=1.5)
+    with pytest.raises(ValueError, match="bijection"):
+        RenamedNames(plain, [["Kesh", "Vorla"], ["Vorla"]])
