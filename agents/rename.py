@@ -12,7 +12,7 @@ model, it did not raise held-out EM within a 20-minute budget: BENCHMARKS.md, is
 
 >>> from mem1_envs.trajectory import RolloutRecord, TurnRecord
 >>> record = RolloutRecord([5, 7], [TurnRecord([7], [8, 5])])
->>> renamed = rename_record(record, np.array([5, 6, 8, 9]), np.random.default_rng(0))
+>>> renamed = rename_record(record, [np.array([5, 6, 8, 9])], np.random.default_rng(0))
 >>> renamed.prompt_ids[0] == renamed.turns[0].generated_ids[1], renamed.prompt_ids[1]
 (np.True_, np.int64(7))
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -96,12 +96,18 @@ def episode_tokens(record: RolloutRecord) -> np.ndarray:
     return np.concatenate([record.prompt_ids, *turns])
 
 
-def rename_record(record: RolloutRecord, name_ids: np.ndarray, rng: np.random.Generator) -> RolloutRecord:
-    """``record`` with each of its ``name_ids`` tokens replaced by a distinct random one of
-    ``name_ids``, the same replacement wherever the token stands (one token per name)."""
-    present = np.intersect1d(episode_tokens(record), name_ids)
-    replacements = rng.choice(name_ids, size=present.size, replace=False)
-    mapping = dict(zip(present.tolist(), replacements.tolist(), strict=True))
+def rename_record(
+    record: RolloutRecord, groups: Sequence[np.ndarray], rng: np.random.Generator
+) -> RolloutRecord:
+    """``record`` with each token of a group of ``groups`` (disjoint arrays of name token ids,
+    one per role: see :func:`name_roles`) replaced by a distinct random one of the same group,
+    the same replacement wherever the token stands (one token per name)."""
+    tokens = episode_tokens(record)
+    mapping = {}
+    for group in groups:
+        present = np.intersect1d(tokens, group)
+        replacements = rng.choice(group, size=present.size, replace=False)
+        mapping.update(zip(present.tolist(), replacements.tolist(), strict=True))
 
     def renamed(ids: np.ndarray) -> np.ndarray:
         return np.array([mapping.get(token, token) for token in ids.tolist()], dtype=ids.dtype)

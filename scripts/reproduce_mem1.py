@@ -413,18 +413,19 @@ def rename_share(records: list, recipe: Recipe, tokenizer: Any, seed: int) -> li
     """``records`` with a ``sft_rename_share`` of them (drawn with ``seed``) renamed."""
     import numpy as np
 
-    from agents.rename import name_token_ids, rename_record
+    from agents.rename import name_roles, name_token_ids, rename_record
 
     if not recipe.sft_rename_share:
         return records
-    name_ids = name_token_ids(tokenizer, [n for world in training_worlds(recipe) for n in world.entity_names])
+    groups = [name_token_ids(tokenizer, role) for role in name_roles(training_worlds(recipe))]
     rng = np.random.default_rng(seed)
     chosen = rng.random(len(records)) < recipe.sft_rename_share
     print(
-        f"  renaming {int(chosen.sum())} of {len(records)} episodes over {name_ids.size} name tokens",
+        f"  renaming {int(chosen.sum())} of {len(records)} episodes over {sum(map(len, groups))} name tokens "
+        f"in {len(groups)} roles",
         flush=True,
     )
-    return [rename_record(r, name_ids, rng) if pick else r for r, pick in zip(records, chosen, strict=True)]
+    return [rename_record(r, groups, rng) if pick else r for r, pick in zip(records, chosen, strict=True)]
 
 
 def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, progress: bool) -> dict:
