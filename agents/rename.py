@@ -1,14 +1,16 @@
-"""Entity renaming for behaviour cloning: every invented name becomes a word the policy writes.
+"""Entity renaming for training: every invented name becomes a word the policy must copy.
 
 A generated world's held-out questions ask about entities that no training question names, so
 in scripted training episodes those names are read (in documents) but never written. A small
 model trained from scratch then learns to write only names it has written before: asked about
-an unseen entity, it searches for a memorised one. Renaming the invented words of an episode,
-consistently in every token of it (prompt, observations, states, actions), to words drawn from
-the whole vocabulary of invented words keeps the episode's logic intact (what to search, what to
+an unseen entity, it searches for a memorised one. Renaming the invented words of an episode
+consistently, each to another word of the same role (a city to another city, a surname to
+another surname: :func:`name_roles`), keeps the episode's logic intact (what to search, what to
 copy where) while making every name a target somewhere and a memorised fact worthless. It uses
-the worlds' names only, never a held-out question or answer. (Measured on the tiny reference
-model, it did not raise held-out EM within a 20-minute budget: BENCHMARKS.md, issue 16.)
+the worlds' names only, never a held-out question or answer. Two forms: :func:`rename_record`
+renames a scripted episode's tokens for behaviour cloning, :class:`RenamedNames` renames what
+an env shows (and maps actions back) for reinforcement learning. (Measured on the tiny
+reference model, neither raised held-out EM within the 20-minute budgets: BENCHMARKS.md, issue 16.)
 
 >>> from mem1_envs.trajectory import RolloutRecord, TurnRecord
 >>> record = RolloutRecord([5, 7], [TurnRecord([7], [8, 5])])
