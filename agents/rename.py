@@ -34,23 +34,12 @@ from mem1_envs.trajectory import RolloutRecord
 __all__ = [
     "RenamedNames",
     "episode_tokens",
-    "invented_words",
     "name_roles",
     "name_token_ids",
     "rename_record",
 ]
 
 _CAPITALISED_WORD = re.compile(r"\b[A-Z][a-z]+\b")
-
-
-def invented_words(entity_names: Iterable[str]) -> set[str]:
-    """The invented words of entity names: their words less the fixed ones (``The``,
-    ``University``, company suffixes, film nouns).
-
-    >>> sorted(invented_words(["The Vorla Gate", "Kesh Group", "Ama Ruun", "Tisk University"]))
-    ['Ama', 'Kesh', 'Ruun', 'Tisk', 'Vorla']
-    """
-    return {word for name in entity_names for word in _invented(name)}
 
 
 def name_roles(worlds: Iterable[Any]) -> list[list[str]]:
@@ -77,18 +66,22 @@ def name_roles(worlds: Iterable[Any]) -> list[list[str]]:
 
 
 def _invented(name: str) -> list[str]:
+    """The invented words of an entity name: its words less the fixed ones (``The``,
+    ``University``, company suffixes, film nouns).
+
+    >>> _invented("The Vorla Gate"), _invented("Ama Ruun")
+    (['Vorla'], ['Ama', 'Ruun'])
+    """
     from mem1_envs.qa.world import COMPANY_SUFFIXES, FILM_NOUNS
 
     fixed = {"The", "University", *COMPANY_SUFFIXES, *FILM_NOUNS}
     return [word for word in name.split() if word not in fixed]
 
 
-def name_token_ids(tokenizer: Any, entity_names: Iterable[str]) -> np.ndarray:
-    """Sorted ids of the invented words that ``tokenizer`` writes as one token (the others,
-    split into pieces, are left as they are)."""
-    pieces = [
-        tokenizer.encode(word, add_special_tokens=False) for word in sorted(invented_words(entity_names))
-    ]
+def name_token_ids(tokenizer: Any, words: Iterable[str]) -> np.ndarray:
+    """Sorted ids of those of ``words`` (one role of :func:`name_roles`) that ``tokenizer``
+    writes as one token (the others, split into pieces, are left as they are)."""
+    pieces = [tokenizer.encode(word, add_special_tokens=False) for word in sorted(words)]
     return np.array(sorted({ids[0] for ids in pieces if len(ids) == 1}), dtype=np.int64)
 
 
