@@ -6,12 +6,24 @@ state and the last search results from the observation, writes an updated intern
 then searches for the next missing fact or answers all questions at once. So it works the
 same under the bounded ``mem1`` context, a ``window`` or the ``full`` history.
 
-Its internal state is a compact list of facts, ``|``-separated::
+Its internal state is a compact list of facts, ``|``-separated, in one of two formats:
+
+* ``"indexed"`` (the default)::
 
     Q1=Oslo | Q2.a=Bergen | next=Q2.b#1
 
-``Qi=value`` is a final answer, ``Qi.a=value`` an intermediate hop, ``next=Qi.b#k`` the fact the
-last search looked for (attempt ``k``).
+  ``Qi=value`` is a final answer, ``Qi.a=value`` an intermediate hop, ``next=Qi.b#k`` the fact
+  the last search looked for (attempt ``k``).
+* ``"chained"``, which names no question by its number::
+
+    done=Oslo | now=Which city has a larger population, Bergen or Tromso? | a=285,000 | try=2
+
+  ``done`` holds the answers so far (``;``-separated, as the final answer writes them), ``now``
+  the question being worked on, copied from the prompt, ``a`` its first hop's value and ``try``
+  the attempt of the last search when it is not the first. Moving on means copying the question
+  that follows ``now`` in the prompt, and answering means copying ``done``: steps that are the
+  same at any number of questions, where the indexed format asks for a ``Q8`` that a policy
+  trained at two questions has never written.
 
 >>> import gymnasium as gym, mem1_envs
 >>> env = gym.make("MEM1-MultiQA-v0", world="small", num_objectives=2)
@@ -36,6 +48,7 @@ from typing import Any
 from mem1_envs import protocol as proto
 
 MAX_ATTEMPTS = 2
+STATE_FORMATS = ("indexed", "chained")
 _YEAR = r"(\d{4})"
 _WORD = r"([A-Z][a-z]+)"
 _NAME = r"([A-Z][a-z]+ [A-Z][a-z]+)"
@@ -194,15 +207,19 @@ class MultiQAScriptedAgent:
 
     Args:
         protocol: the env's tag set (``"mem1"`` or ``"paper"``).
+        state: the internal state's format, ``"indexed"`` or ``"chained"`` (module docstring).
     """
 
-    def __init__(self, protocol: str = "mem1"):
+    def __init__(self, protocol: str = "mem1", state: str = "indexed"):
+        if state not in STATE_FORMATS:
+            raise ValueError(f"state must be one of {STATE_FORMATS}, got {state!r}")
         self.tags = proto.get_tag_set(protocol)
+        self.state = state
 
     @classmethod
-    def for_env(cls, env: Any) -> MultiQAScriptedAgent:
+    def for_env(cls, env: Any, state: str = "indexed") -> MultiQAScriptedAgent:
         """The agent for a ``MEM1-MultiQA-v0`` env, in its tag set (:mod:`mem1_envs.registry`)."""
-        return cls(env.unwrapped.config.protocol)
+        return cls(env.unwrapped.config.protocol, state)
 
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: everything the agent knows is in its observation."""
@@ -210,6 +227,8 @@ class MultiQAScriptedAgent:
     def act(self, observation: str, info: dict[str, Any] | None = None) -> str:
         questions, context = self._split_prompt(observation)
         facts = self._read_state(context)
+        if self.state == "chained":
+            facts = self._unchain(facts)
         documents = self._last_block(context, self.tags.observation)
         pending = facts.pop("next", None)
         if pending is not None:
@@ -218,9 +237,13 @@ class MultiQAScriptedAgent:
         step = None if last_turn else self._next_search(questions, facts)
         if step is None:
             answers = "; ".join(facts.get(f"Q{i}", "unknown") for i in range(1, len(questions) + 1))
+            if self.state == "chained":
+                facts = {"done": answers}
             return self._respond(facts, "answer", answers)
         key, query = step
         facts["next"] = key
+        if self.state == "chained":
+            facts = self._chain(facts, questions)
         return self._respond(facts, "search", query)
 
     # -- reading the observation ------------------------------------------------------------
@@ -243,6 +266,32 @@ class MultiQAScriptedAgent:
             if sep:
                 facts[key.strip()] = value.strip()
         return facts
+
+    @staticmethod
+    def _unchain(items: dict[str, str]) -> dict[str, str]:
+        """A chained state as indexed facts: the question worked on is the one after ``done``."""
+        answers = items["done"].split("; ") if "done" in items else []
+        facts = {f"Q{i}": answer for i, answer in enumerate(answers, 1)}
+        if "now" in items:
+            index = f"Q{len(answers) + 1}"
+            if "a" in items:
+                facts[f"{index}.a"] = items["a"]
+            facts["next"] = f"{index}.{'b' if 'a' in items else 'a'}#{items.get('try', '1')}"
+        return facts
+
+    @staticmethod
+    def _chain(facts: dict[str, str], questions: list[str]) -> dict[str, str]:
+        """Indexed facts, about to search, as a chained state (the inverse of ``_unchain``)."""
+        key, _, attempt = facts["next"].partition("#")
+        index = key.partition(".")[0]
+        number = int(index[1:])
+        items = {"done": "; ".join(facts[f"Q{i}"] for i in range(1, number))} if number > 1 else {}
+        items["now"] = questions[number - 1]
+        if f"{index}.a" in facts:
+            items["a"] = facts[f"{index}.a"]
+        if attempt != "1":
+            items["try"] = attempt
+        return items
 
     def _read_pending(
         self, pending: str, questions: list[str], facts: dict[str, str], documents: str

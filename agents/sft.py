@@ -29,16 +29,23 @@ __all__ = ["scripted_records", "sft_train"]
 
 
 def scripted_records(
-    policy: Any, env_kwargs: dict[str, Any], seeds: Sequence[int], env_id: str = "MEM1-MultiQA-v0"
+    policy: Any,
+    env_kwargs: dict[str, Any],
+    seeds: Sequence[int],
+    env_id: str = "MEM1-MultiQA-v0",
+    agent_for: Callable[[Any], Any] | None = None,
 ) -> tuple[list[RolloutRecord], list[float]]:
-    """Scripted episodes as token records (``policy`` encodes contexts and responses)."""
+    """Scripted episodes as token records (``policy`` encodes contexts and responses).
+
+    ``agent_for(env)`` makes the agent to clone (default: the env's registered reference agent).
+    """
     import gymnasium as gym
 
     import mem1_envs  # noqa: F401 - registers the env ids
     from mem1_envs.registry import find_part
 
     env = gym.make(env_id, **env_kwargs)
-    agent = find_part(env, "scripted_agent")(env.unwrapped)  # the env's reference agent
+    agent = (agent_for or find_part(env, "scripted_agent"))(env.unwrapped)
     records, rewards = [], []
     for seed in seeds:
         observation, info = env.reset(seed=seed)

@@ -30,6 +30,34 @@ def test_same_answers_under_full_history_with_a_growing_context():
     )
 
 
+@pytest.mark.parametrize("memory", ["mem1", "full"])
+def test_chained_state_answers_as_the_indexed_one_and_names_no_question_number(memory):
+    env = gym.make("MEM1-MultiQA-v0", num_objectives=8, memory=memory, world="small")
+    chained = play(env, MultiQAScriptedAgent(state="chained"), range(4))
+    assert [r.em for r in chained] == [r.em for r in play(env, MultiQAScriptedAgent(), range(4))]
+    agent = MultiQAScriptedAgent(state="chained")
+    observation, info = env.reset(seed=0)
+    questions = info["prompt"].rpartition("Answer the following questions: ")[2].split("?; ")
+    states = []
+    for _ in range(3):
+        action = agent.act(observation, info)
+        states.append(action.partition("</think>")[0])
+        observation, *_ = env.step(action)
+    assert states[0] == f"<think>now={questions[0]}?"  # the first question, copied
+    assert all("Q1" not in state and "#" not in state for state in states)
+    with pytest.raises(ValueError, match="'numbered'"):
+        MultiQAScriptedAgent(state="numbered")
+
+
+def test_chained_state_gives_up_and_answers_on_the_last_turn_as_the_indexed_one():
+    env = gym.make("MEM1-MultiQA-v0", num_objectives=4, max_turns=3, world="small")
+    for seed in range(3):
+        chained, indexed = (
+            play(env, MultiQAScriptedAgent(state=s), [seed])[0] for s in ("chained", "indexed")
+        )
+        assert (chained.em, chained.turns) == (indexed.em, indexed.turns) and not chained.truncated
+
+
 def test_paper_protocol_agent():
     env = gym.make("MEM1-MultiQA-v0", num_objectives=2, protocol="paper", world="small")
     assert sum(r.em for r in play(env, MultiQAScriptedAgent("paper"), range(5))) >= 9
