@@ -27,6 +27,7 @@ JSONL logs (``*.jsonl``; TensorBoard too when installed), ``results.json`` and P
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -112,10 +113,11 @@ def evaluate(
     greedy: bool,
     seed: int,
     recipe: Recipe,
+    max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """Held-out EM per objective, reward and peak context of one setting: ``episodes`` per world
     (at 1 objective, 0 = every question once) on the ``split="test"`` questions of worlds
-    ``0 .. recipe.eval_worlds - 1``."""
+    ``0 .. recipe.eval_worlds - 1``; ``max_new_tokens`` per turn (default the recipe's)."""
     import gymnasium as gym
     import numpy as np
 
@@ -126,7 +128,9 @@ def evaluate(
     policy = LLMPolicy(
         model,
         tokenizer,
-        generation=GenerationConfig(max_new_tokens=recipe.max_new_tokens, do_sample=not greedy),
+        generation=GenerationConfig(
+            max_new_tokens=max_new_tokens or recipe.max_new_tokens, do_sample=not greedy
+        ),
     )
     start = time.perf_counter()
     was_training = model.training
@@ -157,8 +161,21 @@ def evaluate(
     }
 
 
+def scripted_agent(state: str) -> Any:
+    """``env -> agent``: the scripted MultiQA agent writing its state in format ``state``."""
+    from agents.scripted import MultiQAScriptedAgent
+
+    return functools.partial(MultiQAScriptedAgent.for_env, state=state)
+
+
 def heldout_nll(
-    model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int, recipe: Recipe
+    model: Any,
+    tokenizer: Any,
+    objectives: int,
+    memory: str,
+    episodes: int,
+    recipe: Recipe,
+    state: str = "indexed",
 ) -> float:
     """Teacher-forced NLL per generated token of the scripted agent's held-out episodes.
 
@@ -174,7 +191,9 @@ def heldout_nll(
 
     policy = LLMPolicy(model, tokenizer)
     seeds = range(EVAL_SEED, EVAL_SEED + episodes)
-    records, _ = scripted_records(policy, env_kwargs(recipe, objectives, memory, "test"), seeds)
+    records, _ = scripted_records(
+        policy, env_kwargs(recipe, objectives, memory, "test"), seeds, agent_for=scripted_agent(state)
+    )
     scorer = ActorCritic(model, critic="none")
     total, count = 0.0, 0.0
     was_training = model.training
@@ -218,12 +237,14 @@ def sft_phase(
     init: str | None = None,
     minutes: float | None = None,
     lr: float | None = None,
+    state: str = "indexed",
 ) -> tuple[Any, dict]:
     """Behaviour cloning into ``out/name`` (a ``save_pretrained`` folder); per-step JSONL beside it.
 
     ``objectives``: the scripted episodes are spread evenly over these counts (and over the
     recipe's worlds); the held-out measures during training use the first count.
     ``init``: a checkpoint to start from (a curriculum step) instead of the random base model.
+    ``state``: the scripted agent's state format (``agents.scripted``).
     """
     import torch
 
@@ -244,13 +265,14 @@ def sft_phase(
             policy,
             env_kwargs(recipe, n, memory, "train", world, phase="sft"),
             range(first, first + len(range(index, episodes, len(settings)))),
+            agent_for=scripted_agent(state),
         )
         records += world_records
         rewards += world_rewards
     records = rename_share(records, recipe, policy.tokenizer, seed)
     collect_seconds = time.perf_counter() - start
     nll_start = heldout_nll(
-        policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
+        policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe, state
     )
     folder = os.path.join(out, name)
     logger = MetricsLogger(os.path.join(out, f"{name}-log"))
@@ -294,7 +316,7 @@ def sft_phase(
     summary = {
         "heldout_nll_start": nll_start,
         "heldout_nll": heldout_nll(
-            policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
+            policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe, state
         ),
         "episodes": episodes,
         "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
@@ -446,6 +468,7 @@ def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, pr
         init=os.path.join(out, "sft"),
         minutes=recipe.scale_minutes,
         lr=recipe.scale_lr,
+        state=recipe.scale_state,
     )
     table = {}
     for n in recipe.scale_objectives:
@@ -458,6 +481,7 @@ def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, pr
             greedy=True,
             seed=seed,
             recipe=recipe,
+            max_new_tokens=recipe.scale_max_new_tokens,
         )
         print(
             f"  {memory} N={n}: EM/objective {table[str(n)]['em_per_objective']:.3f}, peak context {table[str(n)]['peak_context_tokens']:.0f} tokens",

@@ -95,6 +95,11 @@ class Recipe:
     ``(2,)`` is MEM1's setting. A from-scratch model trained only at N = 2 never writes ``Q3``..
     ``Q8`` and has no way to learn that a third question follows the second; ``1,2,4,8``
     (a stated simplification) shows it every index, and both contexts train on the same mix."""
+    scale_state: str = "indexed"
+    """The scripted agent's state format in the scaling phase's SFT episodes (``agents.scripted``):
+    ``"indexed"`` (``Q1=.. | next=Q2.a#1``, as in phase 1) or ``"chained"`` (``done=.. | now=
+    <question>``), which names no question by number, so the same copy steps move on from the
+    second question to the third as from the first to the second."""
     eval_worlds: int = 1
     """Held-out questions: the ``split="test"`` questions of the small worlds ``0 .. eval_worlds - 1``
     (1: world 0's 70, the issue's measure; 64-75 more per world, whose training questions SFT
@@ -103,11 +108,17 @@ class Recipe:
     """Held-out episodes per world at 1 objective, its test questions in order (0: every one once)."""
     scale_eval_episodes: int = 32
     max_new_tokens: int = 64
+    scale_max_new_tokens: int = 128
+    """Generation limit per turn in the scaling phase's evaluations: at N = 8 the scripted
+    agent's longest turn (its state and its answer each list 8 answers) is 110 tokens in the
+    indexed format and 90 chained, so ``max_new_tokens`` would cut the very turns that answer."""
 
     def __post_init__(self) -> None:
         for share in ("sft_rename_share", "ppo_rename_share"):
             if not 0 <= getattr(self, share) <= 1:
                 raise ValueError(f"{share} must be in [0, 1], got {getattr(self, share)}")
+        if self.scale_state not in ("indexed", "chained"):
+            raise ValueError(f"scale_state must be 'indexed' or 'chained', got {self.scale_state!r}")
         if self.ppo_questions not in ("train", "unseen"):
             raise ValueError(f"ppo_questions must be 'train' or 'unseen', got {self.ppo_questions!r}")
         if self.ppo_questions == "unseen" and (self.worlds < 2 or self.ppo_share):
