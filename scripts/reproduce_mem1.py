@@ -175,7 +175,6 @@ def heldout_nll(
     memory: str,
     episodes: int,
     recipe: Recipe,
-    state: str = "indexed",
 ) -> float:
     """Teacher-forced NLL per generated token of the scripted agent's held-out episodes.
 
@@ -192,7 +191,10 @@ def heldout_nll(
     policy = LLMPolicy(model, tokenizer)
     seeds = range(EVAL_SEED, EVAL_SEED + episodes)
     records, _ = scripted_records(
-        policy, env_kwargs(recipe, objectives, memory, "test"), seeds, agent_for=scripted_agent(state)
+        policy,
+        env_kwargs(recipe, objectives, memory, "test"),
+        seeds,
+        agent_for=scripted_agent(recipe.scripted_state),
     )
     scorer = ActorCritic(model, critic="none")
     total, count = 0.0, 0.0
@@ -237,14 +239,12 @@ def sft_phase(
     init: str | None = None,
     minutes: float | None = None,
     lr: float | None = None,
-    state: str = "indexed",
 ) -> tuple[Any, dict]:
     """Behaviour cloning into ``out/name`` (a ``save_pretrained`` folder); per-step JSONL beside it.
 
     ``objectives``: the scripted episodes are spread evenly over these counts (and over the
     recipe's worlds); the held-out measures during training use the first count.
     ``init``: a checkpoint to start from (a curriculum step) instead of the random base model.
-    ``state``: the scripted agent's state format (``agents.scripted``).
     """
     import torch
 
@@ -265,14 +265,14 @@ def sft_phase(
             policy,
             env_kwargs(recipe, n, memory, "train", world, phase="sft"),
             range(first, first + len(range(index, episodes, len(settings)))),
-            agent_for=scripted_agent(state),
+            agent_for=scripted_agent(recipe.scripted_state),
         )
         records += world_records
         rewards += world_rewards
     records = rename_share(records, recipe, policy.tokenizer, seed)
     collect_seconds = time.perf_counter() - start
     nll_start = heldout_nll(
-        policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe, state
+        policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
     )
     folder = os.path.join(out, name)
     logger = MetricsLogger(os.path.join(out, f"{name}-log"))
@@ -316,7 +316,7 @@ def sft_phase(
     summary = {
         "heldout_nll_start": nll_start,
         "heldout_nll": heldout_nll(
-            policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe, state
+            policy.model, policy.tokenizer, objectives[0], memory, recipe.sft_eval_episodes, recipe
         ),
         "episodes": episodes,
         "episodes_trained": min(episodes, len(losses) * recipe.sft_batch),
@@ -468,7 +468,6 @@ def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, pr
         init=os.path.join(out, "sft"),
         minutes=recipe.scale_minutes,
         lr=recipe.scale_lr,
-        state=recipe.scale_state,
     )
     table = {}
     for n in recipe.scale_objectives:

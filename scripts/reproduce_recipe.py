@@ -41,6 +41,11 @@ class Recipe:
     never written in training, and the policy searches for a name it has written instead. Off
     by default: at every share tried (0.1 to 1) it lowered held-out EM within the 20-minute
     budget (BENCHMARKS.md)."""
+    scripted_state: str = "indexed"
+    """The scripted agent's state format in every SFT episode (``agents.scripted``): ``"indexed"``
+    (``Q1=.. | next=Q2.a#1``) or ``"chained"`` (``done=.. | now=<question>``), which names no
+    question by number, so moving on from the second question to the third is the same copy
+    step as from the first to the second."""
     sft_episodes: int = 24000
     sft_lr: float = 3e-3
     sft_batch: int = 4
@@ -95,11 +100,6 @@ class Recipe:
     ``(2,)`` is MEM1's setting. A from-scratch model trained only at N = 2 never writes ``Q3``..
     ``Q8`` and has no way to learn that a third question follows the second; ``1,2,4,8``
     (a stated simplification) shows it every index, and both contexts train on the same mix."""
-    scale_state: str = "indexed"
-    """The scripted agent's state format in the scaling phase's SFT episodes (``agents.scripted``):
-    ``"indexed"`` (``Q1=.. | next=Q2.a#1``, as in phase 1) or ``"chained"`` (``done=.. | now=
-    <question>``), which names no question by number, so the same copy steps move on from the
-    second question to the third as from the first to the second."""
     eval_worlds: int = 1
     """Held-out questions: the ``split="test"`` questions of the small worlds ``0 .. eval_worlds - 1``
     (1: world 0's 70, the issue's measure; 64-75 more per world, whose training questions SFT
@@ -117,8 +117,8 @@ class Recipe:
         for share in ("sft_rename_share", "ppo_rename_share"):
             if not 0 <= getattr(self, share) <= 1:
                 raise ValueError(f"{share} must be in [0, 1], got {getattr(self, share)}")
-        if self.scale_state not in ("indexed", "chained"):
-            raise ValueError(f"scale_state must be 'indexed' or 'chained', got {self.scale_state!r}")
+        if self.scripted_state not in ("indexed", "chained"):
+            raise ValueError(f"scripted_state must be 'indexed' or 'chained', got {self.scripted_state!r}")
         if self.ppo_questions not in ("train", "unseen"):
             raise ValueError(f"ppo_questions must be 'train' or 'unseen', got {self.ppo_questions!r}")
         if self.ppo_questions == "unseen" and (self.worlds < 2 or self.ppo_share):
