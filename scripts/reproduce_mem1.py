@@ -7,9 +7,10 @@
 A from-scratch Qwen2-shaped model (``agents.tiny_model``, built offline, no download) with a
 *word-level* tokenizer (every word of the small world is one token, byte fallback kept):
 
-1. **SFT** (``agents.sft``): behaviour cloning of the scripted agent on ``split="train"``
-   episodes at 1 objective, the exact packed masks, loss on generated tokens only. Held-out
-   EM on ``split="test"`` questions, greedy and sampled (temperature 1).
+1. **SFT** (``agents.sft``): behaviour cloning of the scripted agent (its ``chained`` state,
+   which names no question by number) on ``split="train"`` episodes at 1 objective, the exact
+   packed masks, loss on generated tokens only. Held-out EM on ``split="test"`` questions,
+   greedy and sampled (temperature 1).
 2. **PPO** (``agents.ppo.PPOTrainer``) from that start on the environment's own reward
    (EM, invalid action = 0 and the episode ends); KL to the SFT policy, rollout-vs-train
    log-prob gap and entropy are logged every step; held-out EM before, during and after.
@@ -169,12 +170,7 @@ def scripted_agent(state: str) -> Any:
 
 
 def heldout_nll(
-    model: Any,
-    tokenizer: Any,
-    objectives: int,
-    memory: str,
-    episodes: int,
-    recipe: Recipe,
+    model: Any, tokenizer: Any, objectives: int, memory: str, episodes: int, recipe: Recipe
 ) -> float:
     """Teacher-forced NLL per generated token of the scripted agent's held-out episodes.
 
