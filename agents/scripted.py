@@ -285,7 +285,10 @@ class MultiQAScriptedAgent:
         key, _, attempt = facts["next"].partition("#")
         index = key.partition(".")[0]
         number = int(index[1:])
-        items = {"done": "; ".join(facts[f"Q{i}"] for i in range(1, number))} if number > 1 else {}
+        # A question of a kind the agent has no plan for was skipped unanswered: "unknown" keeps
+        # its place in ``done``, as the indexed format's final answer does.
+        earlier = (facts.get(f"Q{i}", "unknown") for i in range(1, number))
+        items = {"done": "; ".join(earlier)} if number > 1 else {}
         items["now"] = questions[number - 1]
         if f"{index}.a" in facts:
             items["a"] = facts[f"{index}.a"]

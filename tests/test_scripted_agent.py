@@ -49,6 +49,15 @@ def test_chained_state_answers_as_the_indexed_one_and_names_no_question_number(m
         MultiQAScriptedAgent(state="numbered")
 
 
+def test_chained_state_keeps_the_place_of_a_question_it_cannot_plan():
+    env = gym.make("MEM1-MultiQA-v0", num_objectives=2, world="small")
+    observation, info = env.reset(seed=0)
+    first, second = info["prompt"].rpartition("Answer the following questions: ")[2].split("?; ")
+    unplannable = observation.replace(first, "Why is the sky blue", 1)
+    action = MultiQAScriptedAgent(state="chained").act(unplannable, info)
+    assert action.startswith(f"<think>done=unknown | now={second}</think><search>")
+
+
 def test_chained_state_gives_up_and_answers_on_the_last_turn_as_the_indexed_one():
     env = gym.make("MEM1-MultiQA-v0", num_objectives=4, max_turns=3, world="small")
     for seed in range(3):
