@@ -28,6 +28,7 @@ JSONL logs (``*.jsonl``; TensorBoard too when installed), ``results.json`` and P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import multiprocessing
@@ -453,7 +454,7 @@ def scale_run(recipe: Recipe, out: str, memory: str, seed: int, threads: int, pr
 
     torch.set_num_threads(threads)
     policy, summary = sft_phase(
-        recipe,
+        dataclasses.replace(recipe, sft_rename_share=recipe.scale_rename_share),
         out,
         f"scale-{memory}",
         recipe.scale_train_objectives,

@@ -95,6 +95,11 @@ class Recipe:
     """Peak learning rate of the scaling phase's SFT, which starts from the trained 1-objective
     checkpoint: ``sft_lr`` there undoes much of what that checkpoint knows before it learns
     the longer episodes."""
+    scale_rename_share: float = 0.0
+    """``sft_rename_share`` of the scaling phase's SFT episodes. There the step that breaks at
+    N > 2 is moving on: copying the next question from the prompt into ``now=``. On training
+    questions, writing a remembered question scores the same as copying it, and on held-out ones
+    the policy writes a remembered one; a renamed episode's questions can only be copied."""
     scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
     """Objectives per episode at which the scaling phase evaluates."""
     scale_train_objectives: tuple[int, ...] = (2,)
@@ -116,7 +121,7 @@ class Recipe:
     indexed format and 90 chained, so ``max_new_tokens`` would cut the very turns that answer."""
 
     def __post_init__(self) -> None:
-        for share in ("sft_rename_share", "ppo_rename_share"):
+        for share in ("sft_rename_share", "scale_rename_share", "ppo_rename_share"):
             if not 0 <= getattr(self, share) <= 1:
                 raise ValueError(f"{share} must be in [0, 1], got {getattr(self, share)}")
         if self.scripted_state not in ("indexed", "chained"):

@@ -56,5 +56,7 @@ def test_recipe_refuses_to_evaluate_on_questions_ppo_trains_on():
         recipe.Recipe(sft_rename_share=1.5)
     with pytest.raises(ValueError, match=r"ppo_rename_share .*got -0\.1"):
         recipe.Recipe(ppo_rename_share=-0.1)
+    with pytest.raises(ValueError, match=r"scale_rename_share .*got 2"):
+        recipe.Recipe(scale_rename_share=2)
     with pytest.raises(ValueError, match=r"scripted_state .*'numbered'"):
         recipe.Recipe(scripted_state="numbered")
