@@ -96,10 +96,10 @@ class Recipe:
     checkpoint: ``sft_lr`` there undoes much of what that checkpoint knows before it learns
     the longer episodes."""
     scale_rename_share: float = 0.0
-    """``sft_rename_share`` of the scaling phase's SFT episodes. There the step that breaks at
-    N > 2 is moving on: copying the next question from the prompt into ``now=``. On training
-    questions, writing a remembered question scores the same as copying it, and on held-out ones
-    the policy writes a remembered one; a renamed episode's questions can only be copied."""
+    """``sft_rename_share`` of the scaling phase's SFT episodes: there a policy must copy the next
+    question from the prompt into ``now=``, and on a training question writing a remembered one
+    scores the same. Off by default: at 0.5 the policy still moved on to the next question in 1
+    of 16 held-out turns, 0 without it (``scripts/step_agreement.py``; BENCHMARKS.md)."""
     scale_objectives: tuple[int, ...] = (1, 2, 4, 8)
     """Objectives per episode at which the scaling phase evaluates."""
     scale_train_objectives: tuple[int, ...] = (2,)
