@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--episodes", type=int, default=16, help="held-out episodes per N")
     parser.add_argument("--max-new-tokens", type=int, default=Recipe().scale_max_new_tokens)
     args = parser.parse_args(argv)
+    if min(args.objectives) < 1 or args.episodes < 1:
+        parser.error(f"--objectives and --episodes must be >= 1, got {args.objectives} and {args.episodes}")
+    if not os.path.isdir(args.model):
+        parser.error(f"model folder not found: {args.model!r}")
     from agents.llm_policy import GenerationConfig, LLMPolicy
 
     policy = LLMPolicy.from_pretrained(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from script_import import load_script
 
@@ -51,3 +53,17 @@ def test_a_policy_that_never_moves_on_and_one_that_recalls_are_told_apart():
     recalled = steps.step_agreement(lambda p, o: f"<think>now={trained[0]}</think>", 2, 2, recipe, trained)
     assert recalled["move"]["now_trained"] == recalled["move"]["turns"] == 2
     assert recalled["first"]["now_right"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objectives", "0"], r"must be >= 1, got \[0\] and 16"),
+        (["--episodes", "0"], r"got \[1, 2, 4, 8\] and 0"),
+        ([], "model folder not found: '/nonexistent'"),
+    ],
+)
+def test_bad_arguments_name_the_value(args, message, capsys):
+    with pytest.raises(SystemExit):
+        steps.main(["/nonexistent", *args])
+    assert re.search(message, capsys.readouterr().err)
