@@ -53,7 +53,7 @@ def kind_of(action: str, previous: str | None) -> str:
     return "first" if previous is None else "move" if now != previous else "stay"
 
 
-def training_questions(recipe: Recipe) -> set[str]:
+def training_question_texts(recipe: Recipe) -> set[str]:
     """Every training question of the recipe's worlds (the text a policy may have memorised)."""
     import gymnasium as gym
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return policy.generate([policy.encode(prompt, observation)])[0].text
 
     recipe = Recipe()
-    trained = training_questions(recipe)
+    trained = training_question_texts(recipe)
     table = {}
     for n in args.objectives:
         table[n] = step_agreement(act, n, args.episodes, recipe, trained)

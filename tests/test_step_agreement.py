@@ -49,7 +49,7 @@ def test_a_policy_that_never_moves_on_and_one_that_recalls_are_told_apart():
 
     table = steps.step_agreement(stuck, 2, 2, recipe)
     assert table["first"]["now_right"] == 2 and table["move"].get("now_right", 0) == 0
-    trained = sorted(steps.training_questions(recipe))[:1]
+    trained = sorted(steps.training_question_texts(recipe))[:1]
     recalled = steps.step_agreement(lambda p, o: f"<think>now={trained[0]}</think>", 2, 2, recipe, trained)
     assert recalled["move"]["now_trained"] == recalled["move"]["turns"] == 2
     assert recalled["first"]["now_right"] == 0
