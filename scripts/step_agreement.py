@@ -16,7 +16,7 @@ scripted state's ``now=`` (the question being worked on) does there:
 Per kind: turns, how many the checkpoint writes exactly, how many have the scripted ``now=``,
 and how many instead have a *training* question in ``now=`` (recalled, not copied).
 
->>> kind_of("done=1939 | now=Who directed X?", previous="In what year was Y born?")
+>>> kind_of("<think>done=1939 | now=Who directed X?</think>", previous="In what year was Y born?")
 'move'
 """
 
@@ -26,7 +26,6 @@ import argparse
 import collections
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -36,13 +35,14 @@ from reproduce_mem1 import EVAL_SEED, env_kwargs, scripted_agent
 from reproduce_recipe import Recipe
 
 KINDS = ("first", "move", "stay", "answer")
-_NOW = re.compile(r"now=(.*?)(?: \| |</think>|$)")
 
 
 def now_of(action: str) -> str | None:
-    """The ``now=`` value of an action's state, or None when it has none."""
-    match = _NOW.search(action)
-    return match.group(1) if match else None
+    """The ``now=`` value of an action's state, read as the scripted agent reads its own state
+    (its last ``<think>`` block), or None when the state has none."""
+    from agents.scripted import MultiQAScriptedAgent
+
+    return MultiQAScriptedAgent(state="chained")._read_state(action).get("now")
 
 
 def kind_of(action: str, previous: str | None) -> str:

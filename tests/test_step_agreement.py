@@ -23,9 +23,9 @@ def scripted_act():
 
 
 def test_turn_kinds():
-    assert steps.kind_of("now=A? | a=1", previous=None) == "first"
-    assert steps.kind_of("done=x | now=B?", previous="A?") == "move"
-    assert steps.kind_of("now=A? | a=1", previous="A?") == "stay"
+    assert steps.kind_of("<think>now=A? | a=1</think>", previous=None) == "first"
+    assert steps.kind_of("<think>done=x | now=B?</think>", previous="A?") == "move"
+    assert steps.kind_of("<think>now=A? | a=1</think>", previous="A?") == "stay"
     assert steps.kind_of("<think>done=x; y</think><answer>x; y</answer>", previous="B?") == "answer"
 
 
