@@ -497,12 +497,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the short version the tests run")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core box)"
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of SFT and PPO (default: every core); the scaling phase's two "
+        "processes share them. Alone on 2 cores, 2 threads run SFT 1.55x faster than 1; on a "
+        "box already busy, 1 is fastest",
     )
     parser.add_argument("--progress", action="store_true", help="tqdm bars")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Recipe field")
     parser.add_argument("--plot-only", action="store_true", help="redraw the plots from --out/results.json")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be at least 1, got {args.threads}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -574,11 +581,10 @@ def main(argv: list[str] | None = None) -> dict:
         contexts = ("mem1", "full")
         # One process per context: the two runs are independent, and with 2 cores each gets one
         # for its whole wall-time budget. Spawned, so no torch state is forked.
+        threads = max(1, args.threads // len(contexts))
         with ProcessPoolExecutor(len(contexts), mp_context=multiprocessing.get_context("spawn")) as pool:
             jobs = {
-                memory: pool.submit(
-                    scale_run, recipe, args.out, memory, args.seed, args.threads, args.progress
-                )
+                memory: pool.submit(scale_run, recipe, args.out, memory, args.seed, threads, args.progress)
                 for memory in contexts
             }
             runs = {memory: job.result() for memory, job in jobs.items()}
