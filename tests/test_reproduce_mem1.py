@@ -61,3 +61,8 @@ def test_recipe_refuses_to_evaluate_on_questions_ppo_trains_on():
         recipe.Recipe(scale_rename_share=2)
     with pytest.raises(ValueError, match=r"scripted_state .*'numbered'"):
         recipe.Recipe(scripted_state="numbered")
+
+
+def test_a_thread_count_below_one_is_refused_by_name(tmp_path):
+    with pytest.raises(SystemExit, match="--threads must be at least 1, got 0"):
+        load_script("reproduce_mem1").main(["--out", str(tmp_path), "--threads", "0"])
