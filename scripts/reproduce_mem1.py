@@ -496,13 +496,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the short version the tests run")
+    # Every core by default: alone on 2 cores, 2 threads run SFT 1.55x faster than 1 (BENCHMARKS.md).
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="torch threads of SFT and PPO (default: every core); the scaling phase's two "
-        "processes share them. Alone on 2 cores, 2 threads run SFT 1.55x faster than 1; on a "
-        "box already busy, 1 is fastest",
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads of SFT and PPO"
     )
     parser.add_argument("--progress", action="store_true", help="tqdm bars")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Recipe field")
