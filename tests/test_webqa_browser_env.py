@@ -66,14 +66,14 @@ EDGE_ACTIONS = [
 ]
 
 
-def _paired(text: WebQATextEnv, browser: WebQABrowserEnv, seed: int, extra: list[str]) -> int:
-    """Play one episode in both envs (scripted actions, then ``extra`` at a random point); steps played."""
+def _paired(text: WebQATextEnv, browser: WebQABrowserEnv, seed: int, extra: list[str]) -> tuple[int, int]:
+    """Play one episode in both envs (scripted actions, then ``extra`` at a random point); (steps, backs) played."""
     agent = WebQAScriptedAgent()
     observation, info = text.reset(seed=seed)
     assert browser.reset(seed=seed) == (observation, info)
     rng = np.random.default_rng(seed)
     insert_at = int(rng.integers(1, 4))
-    steps, done, pending = 0, False, list(extra)
+    steps, backs, done, pending = 0, 0, False, list(extra)
     while not done:
         if steps == insert_at and pending:
             action = pending.pop(0)
@@ -85,19 +85,22 @@ def _paired(text: WebQATextEnv, browser: WebQABrowserEnv, seed: int, extra: list
         result = text.step(action)
         assert browser.step(action) == result, (seed, steps, action)
         observation, _, terminated, truncated, info = result
-        done, steps = terminated or truncated, steps + 1
-    return steps
+        done, steps, backs = terminated or truncated, steps + 1, backs + (action == act("back"))
+    return steps, backs
 
 
 def test_parity_with_the_text_env_on_scripted_invalid_and_back_actions(mode_env: WebQABrowserEnv) -> None:
     text = WebQATextEnv(**WORLD)
-    total = sum(_paired(text, mode_env, seed, EDGE_ACTIONS[seed % 3 :: 3]) for seed in range(9))
-    assert total >= 60
+    played = [_paired(text, mode_env, seed, EDGE_ACTIONS[seed % 3 :: 3]) for seed in range(9)]
+    total, backs = map(sum, zip(*played, strict=True))
+    assert total >= 60 and backs >= 4
     assert mode_env.browser_restarts == 0 and mode_env.browser.starts == 1
-    # The history matched the page model's back stack, but for at most one back: on 2026-12-01
-    # Chromium landed one of the episodes' backs elsewhere in two runs out of two (once per input
-    # mode); the env then loads the expected page in place (``back_reloads``), and parity held.
-    assert mode_env.back_reloads <= 1
+    # Most backs go through the browser's own history, which matches the page model's back stack.
+    # Not every one: under load Chromium now and then lands a back elsewhere (1 of a run's backs
+    # on 2026-12-01, 2 in a CI run beside six other test environments); the env then loads the
+    # expected page in place (``back_reloads``), and parity held. A history that did not match
+    # would reload on every back.
+    assert mode_env.back_reloads < backs / 2, (mode_env.back_reloads, backs)
 
 
 @pytest.mark.parametrize("num_objectives", [1, 4, 8])
